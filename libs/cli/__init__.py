@@ -1,0 +1,2 @@
+"""The ``jobmesh`` command and the embedded stack (the one place that imports every
+service)."""

@@ -1,0 +1,376 @@
+"""The ``jobmesh`` command.
+
+Exit codes: 0 success; 1 the workflow failed or jobmesh could not do its work; 2 bad
+input (the message names the file, line and field); 130 interrupted (jobs keep running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+
+from jobmesh import __version__, progress_line
+from jobmesh.common import ops
+from jobmesh.common.bus import BusError
+from jobmesh.common.loader import SpecError, load_workflow
+from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.names import InvalidName, check_job, check_workflow
+from jobmesh.common.settings import default_home
+from jobmesh.common.spec import Workflow
+from jobmesh.common.states import WorkflowState
+
+from . import view
+from .natsserver import NatsServerError
+from .stack import Stack, StackBusy
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="jobmesh: run workflows of jobs here, over SSH, and on Slurm/LSF.")
+out = Console()
+err = Console(stderr=True)
+SUPPORTED_KINDS = {"local"}
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _home() -> Path:
+    return default_home()
+
+
+def _load(path: Path, name: str | None) -> Workflow:
+    loaded = load_workflow(path, name)
+    for w in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    wf = loaded.workflow
+    unsupported = sorted({j.kind for j in wf.jobs.values()} - SUPPORTED_KINDS)
+    if unsupported:
+        nodes = [n for n, j in wf.jobs.items() if j.kind in unsupported][:5]
+        raise UserError(f"{path}: kind {', '.join(unsupported)} (nodes {', '.join(nodes)}) has "
+                        f"no executor in jobmesh {__version__} yet; use kind: local")
+    return wf
+
+
+# -- run -------------------------------------------------------------------------------
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="workflow YAML file"),
+    parallel: int = typer.Option(0, "--parallel", "-p", help="jobs at once (default: cores)"),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="workflow name"),
+    restart: bool = typer.Option(False, "--restart", help="start afresh, forgetting the "
+                                 "state of an earlier run of this workflow"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
+) -> None:
+    """Run a workflow on the embedded stack and show its progress live."""
+    wf = _load(file, name)
+    parallel = parallel or os.cpu_count() or 1
+    if parallel < 1:
+        raise UserError("--parallel must be at least 1")
+    code = asyncio.run(_run(wf, parallel, restart, quiet))
+    raise typer.Exit(code)
+
+
+async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    loop.add_signal_handler(signal.SIGTERM, interrupted.set)
+    async with Stack(_home()) as stack:
+        snap = await ops.snapshot(stack.js, wf.name)
+        old = await ops.spec(stack.js, wf.name)
+        if snap is None or restart:
+            run_id, seq = await ops.submit(stack.js, wf, parallel)
+            err.print(f"[bold]{wf.name}[/]: run {run_id}, {len(wf.jobs)} jobs, up to "
+                      f"{parallel} at once", highlight=False)
+        elif old is not None and old.digest() != wf.digest():
+            raise UserError(f"workflow '{wf.name}' ran before from a different spec; use "
+                            "--restart to start it afresh, or --name to run it under another "
+                            "name")
+        elif snap.state is WorkflowState.SUCCEEDED:
+            err.print(f"{wf.name}: run {snap.run} already succeeded; --restart runs it again")
+            run_id, seq = snap.run, snap.seq
+        elif snap.state.terminal:
+            run_id = snap.run
+            seq = await ops.retry(stack.js, wf.name, run_id)
+            err.print(f"{wf.name}: rerunning the jobs of run {run_id} that did not succeed")
+        else:
+            run_id, seq = snap.run, 0
+            err.print(f"{wf.name}: re-attaching to run {run_id}")
+        final = await _follow(stack, wf.name, run_id, seq, interrupted, quiet)
+        if final is None:
+            err.print(f"\n[yellow]interrupted[/]: jobs keep running. Run the same command "
+                      f"again to re-attach, or 'jobmesh status {wf.name}'.")
+            return 130
+        out.print(view.final_table(final))
+        svg_path, state_path = _write_results(wf, final)
+        err.print(f"graph: {svg_path}\nstate: {state_path}", highlight=False)
+        return 0 if final.state is WorkflowState.SUCCEEDED else 1
+
+
+async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asyncio.Event,
+                  quiet: bool) -> WorkflowSnapshot | None:
+    """Show the live view until the run ends (its snapshot) or Ctrl-C (None)."""
+    latest: list[WorkflowSnapshot] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        async for snap in ops.watch(stack.js, wf):
+            if snap.run != run_id:
+                continue
+            latest[:] = [snap]
+            if snap.seq >= seq and snap.state.terminal:
+                done.set()
+                return
+
+    watcher = asyncio.create_task(watch())
+    live = None if quiet or not out.is_terminal else Live(
+        view.live(None, wf), console=out, refresh_per_second=8, transient=True)
+    try:
+        if live:
+            live.start()
+        while not done.is_set() and not interrupted.is_set():
+            problem = stack.failed()
+            if problem:
+                raise UserError(f"internal error: {problem}", code=1)
+            if watcher.done() and watcher.exception():
+                raise UserError(f"lost the workflow state: {watcher.exception()}", code=1)
+            waiter = asyncio.create_task(done.wait())
+            intr = asyncio.create_task(interrupted.wait())
+            await asyncio.wait({waiter, intr}, timeout=0.125, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            intr.cancel()
+            if live:
+                live.update(view.live(latest[0] if latest else None, wf))
+    finally:
+        if live:
+            live.stop()
+        watcher.cancel()
+    return latest[0] if done.is_set() else None
+
+
+def _write_results(wf: Workflow, snap: WorkflowSnapshot) -> tuple[Path, Path]:
+    from jobmesh.monitor.graph import layout
+
+    folder = _home() / "runs" / wf.name / snap.run
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    svg = layout(wf, snap, now).patch(snap, now)
+    (folder / f"{wf.name}.svg").write_bytes(svg)
+    (folder / "state.json").write_text(json.dumps(view.status_json(snap), indent=2))
+    return folder / f"{wf.name}.svg", folder / "state.json"
+
+
+# -- validate ----------------------------------------------------------------------------
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="workflow YAML file"),
+             name: Optional[str] = typer.Option(None, "--name", "-n")) -> None:
+    """Check a workflow without running it."""
+    wf = _load(file, name)
+    out.print(f"ok: workflow '{wf.name}', {len(wf.jobs)} jobs, {len(wf.edges)} dependencies",
+              highlight=False)
+
+
+# -- status / graph ----------------------------------------------------------------------
+
+async def _current(name: str) -> tuple[WorkflowSnapshot, Workflow | None]:
+    """The workflow's state brought up to date: executors re-attach and read their jobs'
+    files, the monitor folds what they report, and then the snapshot is read."""
+    check_workflow(name)
+    async with Stack(_home(), services=("executor", "monitor")) as stack:
+        if stack.executor is not None:
+            stack.executor.take_work = False
+            await _settle(stack)
+        snap = await ops.snapshot(stack.js, name)
+        spec = await ops.spec(stack.js, name)
+    if snap is None:
+        raise UserError(f"no workflow named '{name}'; 'jobmesh list' shows the workflows", 1)
+    return snap, spec
+
+
+async def _settle(stack: Stack, timeout: float = 15) -> None:
+    assert stack.executor is not None and stack.monitor is not None
+    deadline = time.monotonic() + timeout
+    while not stack.executor.ready.is_set() and time.monotonic() < deadline:
+        if stack.failed():
+            raise UserError(f"internal error: {stack.failed()}", 1)
+        await asyncio.sleep(0.02)
+    from jobmesh.common import subjects
+
+    info = await stack.js.stream_info(subjects.STREAM_EVENTS)
+    target = info.state.last_seq
+    while stack.monitor.seen_seq < target and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="workflow name"),
+    output: Output = typer.Option(Output.table, "--output", "-o"),
+    job: Optional[str] = typer.Option(None, "--job", "-j", help="one job's details"),
+) -> None:
+    """Show a workflow's state (jobs, progress, exit codes, outputs)."""
+    if job is not None:
+        check_job(job)
+    snap, _spec = asyncio.run(_current(name))
+    if job is not None and job not in snap.jobs:
+        raise UserError(f"workflow '{name}' has no job '{job}'", 1)
+    data = view.status_json(snap)
+    if job is not None:
+        data = {"name": snap.name, "run": snap.run, "job": job, **data["jobs"][job]}
+    if output is Output.json:
+        print(json.dumps(data, indent=2))
+    elif output is Output.yaml:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    elif job is not None:
+        out.print(view.job_detail(snap, job))
+    else:
+        out.print(view.final_table(snap))
+
+
+@app.command("list")
+def list_workflows() -> None:
+    """List the workflows this home knows, with their states."""
+
+    async def go() -> list[WorkflowSnapshot]:
+        async with Stack(_home(), services=()) as stack:
+            return await ops.snapshots(stack.js)
+
+    snaps = asyncio.run(go())
+    from rich.table import Table
+
+    t = Table()
+    for col in ("workflow", "run", "state", "jobs", "done", "failed", "started", "ended"):
+        t.add_column(col)
+    for s in snaps:
+        c = s.counts()
+        t.add_row(s.name, s.run, s.state.value, str(len(s.jobs)), str(c["SUCCEEDED"]),
+                  str(c["FAILED"]), view.clock(s.started), view.clock(s.ended))
+    out.print(t)
+
+
+@app.command()
+def graph(name: str = typer.Argument(..., help="workflow name"),
+          output: Path = typer.Option(None, "-o", "--output", help="SVG file to write "
+                                      "(default: NAME.svg)")) -> None:
+    """Write a workflow's graph as SVG, coloured by the current state."""
+    snap, spec = asyncio.run(_current(name))
+    if spec is None:
+        raise UserError(f"workflow '{name}' has no stored spec", 1)
+    from jobmesh.monitor.graph import layout
+
+    now = time.time()
+    svg = layout(spec, snap, now).patch(snap, now)
+    target = output or Path(f"{name}.svg")
+    target.write_bytes(svg)
+    err.print(f"wrote {target}")
+
+
+# -- helpers for jobs ----------------------------------------------------------------------
+
+@app.command()
+def progress(percent: float = typer.Argument(..., help="0-100"),
+             msg: Optional[str] = typer.Option(None, "--msg", "-m", help="a short message")
+             ) -> None:
+    """Print a progress line (for shell jobs: jobmesh progress 50 -m 'half way')."""
+    if not 0 <= percent <= 100:
+        raise UserError("progress must be between 0 and 100")
+    print(progress_line(percent, msg), flush=True)
+
+
+@app.command()
+def output(key: str = typer.Argument(...), value: str = typer.Argument(...)) -> None:
+    """Print an output line: later jobs read it as {parents.JOB.outputs.KEY}."""
+    if not key.replace("_", "").replace("-", "").isalnum():
+        raise UserError("an output key uses letters, digits, '-' and '_'")
+    print(f"# jobmesh output {key}={value}", flush=True)
+
+
+@app.command()
+def version() -> None:
+    """Print jobmesh's version."""
+    print(__version__)
+
+
+# -- services, run alone -------------------------------------------------------------------
+
+def _service(module: str) -> Any:
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        sys.argv = [f"jobmesh {module}", *ctx.args]
+        importlib.import_module(f"jobmesh.{module}.__main__").main()
+
+    return command
+
+
+for _name, _help in (("scheduler", "Run the scheduler service alone (--nats URL)."),
+                     ("executor", "Run an executor service alone (--nats URL --pool P)."),
+                     ("monitor", "Run the monitor service alone (--nats URL).")):
+    app.command(_name, help=_help, add_help_option=False, context_settings={
+        "allow_extra_args": True, "ignore_unknown_options": True})(_service(_name))
+
+
+def main() -> None:
+    """Entry point: every error a user can cause is a message, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SpecError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]error:[/] {issue}", highlight=False)
+        sys.exit(2)
+    except (UserError,) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.code)
+    except InvalidName as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except (BusError, StackBusy, NatsServerError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unforeseen
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if os.environ.get("JOBMESH_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                  "(set JOBMESH_DEBUG=1 to see the traceback, and please report it)",
+                  highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What the jobmesh services share: the spec, messages, subjects, states and bus helpers."""

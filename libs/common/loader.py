@@ -1,0 +1,373 @@
+"""Load a cloudmesh-cc workflow YAML into a checked ``Workflow``.
+
+Every problem becomes a ``SpecIssue`` that names the file, the line, the node and the
+field, and says how to fix it. ``load_workflow`` collects them all before it raises.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .names import InvalidName, check_job, check_workflow
+from .ranges import expand, expand_one
+from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow
+
+TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description"}
+WORKFLOW_KEYS = {"nodes", "dependencies", "name"}
+
+
+@dataclass
+class SpecIssue:
+    file: str
+    line: int | None
+    message: str
+    node: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        what = ""
+        if self.node:
+            what += f"node '{self.node}'"
+        if self.field:
+            what += f"{' ' if what else ''}field '{self.field}'"
+        return f"{where}: {what + ': ' if what else ''}{self.message}"
+
+
+class SpecError(Exception):
+    """The workflow has problems; ``issues`` lists each one."""
+
+    def __init__(self, issues: list[SpecIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+@dataclass
+class Loaded:
+    workflow: Workflow
+    warnings: list[SpecIssue] = field(default_factory=list)
+
+
+class _Lines:
+    """Line numbers (1-based) of the keys in the YAML document, by key path."""
+
+    def __init__(self, text: str):
+        self.lines: dict[tuple[str, ...], int] = {}
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            root = None
+        if root is not None:
+            self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = str(k.value)
+                self.lines[path + (key,)] = k.start_mark.line + 1
+                self._walk(v, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self.lines[path + (str(i),)] = v.start_mark.line + 1
+                self._walk(v, path + (str(i),))
+
+    def get(self, *path: str) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+
+def load_workflow(path: str | os.PathLike[str], name: str | None = None) -> Loaded:
+    """Read and check a workflow file. Raises SpecError with every problem found."""
+    p = Path(path)
+    shown = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([SpecIssue(shown, None, "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(shown, None, f"cannot read: {exc}")]) from None
+    return parse_workflow(text, shown, base_dir=p.resolve().parent, name=name, stem=p.stem)
+
+
+def parse_workflow(
+    text: str,
+    file: str,
+    base_dir: str | os.PathLike[str],
+    name: str | None = None,
+    stem: str | None = None,
+) -> Loaded:
+    base = Path(base_dir)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError([SpecIssue(file, line, f"YAML syntax error: {problem}")]) from None
+    return _Builder(data, _Lines(text), file, base, name, stem).build()
+
+
+class _Builder:
+    def __init__(self, data: Any, lines: _Lines, file: str, base: Path, name: str | None,
+                 stem: str | None):
+        self.data, self.lines, self.file, self.base = data, lines, file, base
+        self.name, self.stem = name, stem
+        self.issues: list[SpecIssue] = []
+        self.warnings: list[SpecIssue] = []
+
+    def err(self, message: str, *path: str, node: str | None = None,
+            field: str | None = None) -> None:
+        self.issues.append(SpecIssue(self.file, self.lines.get(*path), message, node, field))
+
+    def build(self) -> Loaded:
+        data = self.data
+        if not isinstance(data, dict) or not isinstance(data.get("workflow"), dict):
+            self.err("the file must hold a mapping with a 'workflow:' section "
+                     "(with 'nodes:' and 'dependencies:')")
+            raise SpecError(self.issues)
+        for key in data:
+            if key not in TOP_KEYS:
+                self.err(f"unknown top-level key '{key}'; allowed: {', '.join(sorted(TOP_KEYS))}",
+                         str(key))
+        wf = data["workflow"]
+        for key in wf:
+            if key not in WORKFLOW_KEYS:
+                self.err(f"unknown key '{key}' under workflow:; allowed: nodes, dependencies",
+                         "workflow", str(key))
+        name = self._workflow_name(data)
+        defaults = data.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            self.err("'defaults:' must be a mapping of node attributes", "defaults")
+            defaults = {}
+        variables = data.get("variables") or {}
+        if not isinstance(variables, dict):
+            self.err("'variables:' must be a mapping of names to values", "variables")
+            variables = {}
+        raw_nodes = self._raw_nodes(wf.get("nodes"))
+        edges, edge_lines = self._edges(wf.get("dependencies"), raw_nodes)
+        jobs = self._jobs(raw_nodes, defaults)
+        for job in jobs.values():
+            for parent in job.after:
+                if parent not in jobs:
+                    self.err(f"unknown dependency '{parent}': no node has that name",
+                             "workflow", "nodes", job.name, "after", node=job.name, field="after")
+                elif (parent, job.name) not in edge_lines:
+                    edges.append((parent, job.name))
+                    edge_lines[(parent, job.name)] = self.lines.get(
+                        "workflow", "nodes", job.name, "after")
+        colors = dict(DEFAULT_COLORS)
+        colors.update(self._colors(data.get("colors")))
+        if self.issues:
+            raise SpecError(self.issues)
+        self._check_cycles(jobs, edges, edge_lines)
+        if self.issues:
+            raise SpecError(self.issues)
+        workflow = Workflow(name=name, jobs=jobs, edges=edges, colors=colors,
+                            base_dir=str(self.base), source=self.file, variables=variables)
+        return Loaded(workflow, self.warnings)
+
+    def _workflow_name(self, data: dict[str, Any]) -> str:
+        candidates = [self.name, data.get("name"), data["workflow"].get("name"), self.stem]
+        name = next((c for c in candidates if c), None)
+        where = ("name",) if data.get("name") else ("workflow", "name")
+        try:
+            return check_workflow(str(name))
+        except InvalidName as exc:
+            hint = "" if self.name or data.get("name") else "; set 'name:' or use --name"
+            self.err(f"{exc}{hint}", *where, field="name")
+            return "invalid"
+
+    def _raw_nodes(self, nodes: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+        """name -> (key as written, attributes). Range keys expand to several nodes."""
+        out: dict[str, tuple[str, dict[str, Any]]] = {}
+        if nodes is None:
+            return out
+        if not isinstance(nodes, dict):
+            self.err("'nodes:' must be a mapping of node name to attributes", "workflow", "nodes")
+            return out
+        for key, attrs in nodes.items():
+            key = str(key)
+            if attrs is None:
+                attrs = {}
+            if not isinstance(attrs, dict):
+                self.err("a node's value must be a mapping of attributes", "workflow", "nodes",
+                         key, node=key)
+                continue
+            try:
+                names = expand_one(key)
+            except ValueError as exc:
+                self.err(str(exc), "workflow", "nodes", key, node=key)
+                continue
+            given = attrs.get("name")
+            if given is not None and str(given) != key and len(names) == 1:
+                self.err(f"name: '{given}' differs from the node's key; the key is the node's "
+                         "name, so remove 'name:' or make them equal",
+                         "workflow", "nodes", key, "name", node=key, field="name")
+            for n in names:
+                try:
+                    check_job(n)
+                except InvalidName as exc:
+                    self.err(str(exc), "workflow", "nodes", key, node=n, field="name")
+                    continue
+                if n in out:
+                    self.err(f"duplicate node name '{n}'", "workflow", "nodes", key, node=n)
+                    continue
+                out[n] = (key, attrs)
+        return out
+
+    def _edges(self, deps: Any, raw: dict[str, tuple[str, dict[str, Any]]]
+               ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int | None]]:
+        edges: list[tuple[str, str]] = []
+        lines: dict[tuple[str, str], int | None] = {}
+        if deps is None:
+            return edges, lines
+        if isinstance(deps, str):
+            deps = [deps]
+        if not isinstance(deps, list):
+            self.err("'dependencies:' must be a list of chains such as 'a,b,c'",
+                     "workflow", "dependencies")
+            return edges, lines
+        for i, chain in enumerate(deps):
+            line = self.lines.get("workflow", "dependencies", str(i))
+            if isinstance(chain, list):
+                chain = ",".join(str(x) for x in chain)
+            if not isinstance(chain, str):
+                self.issues.append(SpecIssue(self.file, line, f"dependency {chain!r} must be a "
+                                             "comma-separated chain such as 'a,b,c'",
+                                             field="dependencies"))
+                continue
+            try:
+                names = expand(chain)
+            except ValueError as exc:
+                self.issues.append(SpecIssue(self.file, line, str(exc), field="dependencies"))
+                continue
+            for n in names:
+                if n not in raw:
+                    try:
+                        check_job(n)
+                    except InvalidName as exc:
+                        self.issues.append(SpecIssue(self.file, line, str(exc), node=n,
+                                                     field="dependencies"))
+                        continue
+                    raw[n] = (n, {})
+                    self.warnings.append(SpecIssue(
+                        self.file, line, "appears only in dependencies; it is created "
+                        "with default attributes", node=n))
+            for a, b in zip(names, names[1:]):
+                if (a, b) not in lines:
+                    edges.append((a, b))
+                    lines[(a, b)] = line
+        return edges, lines
+
+    def _jobs(self, raw: dict[str, tuple[str, dict[str, Any]]], defaults: dict[str, Any]
+              ) -> dict[str, JobSpec]:
+        jobs: dict[str, JobSpec] = {}
+        for name, (key, attrs) in raw.items():
+            merged = {**defaults, **attrs, "name": name}
+            path = ("workflow", "nodes", key)
+            kind = merged.get("kind", "local")
+            if kind not in KINDS:
+                self.err(f"unknown kind '{kind}'; use one of {', '.join(KINDS)}",
+                         *path, "kind", node=name, field="kind")
+                continue
+            if merged.get("exec") is not None and merged.get("script") is not None:
+                self.err("give either 'exec:' or 'script:', not both", *path, "exec",
+                         node=name, field="exec")
+                continue
+            script = self._script(name, merged, path)
+            if script is False:
+                continue
+            merged["script"] = script
+            if merged.get("exec") is not None:
+                merged["exec"] = str(merged["exec"])
+            try:
+                jobs[name] = JobSpec.model_validate(merged)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    fld = ".".join(str(x) for x in e["loc"]) or None
+                    msg = e["msg"].removeprefix("Value error, ")
+                    top = str(e["loc"][0]) if e["loc"] else ""
+                    self.err(msg, *path, top, node=name, field=fld)
+        return jobs
+
+    def _script(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> str | None | bool:
+        """The script's absolute path, None for none, False after an error."""
+        script = attrs.get("script")
+        if script is not None:
+            script = os.path.expandvars(os.path.expanduser(str(script)))
+            full = (self.base / script).resolve()
+            if not full.is_file():
+                self.err(f"script '{script}' not found (looked in {full.parent}); fix the "
+                         "path, which is relative to the workflow file", *path, "script",
+                         node=name, field="script")
+                return False
+            if not full.name.endswith(SCRIPT_SUFFIXES):
+                self.err(f"script '{script}' must end in .sh, .py or .ipynb; use 'exec:' to "
+                         "run another command", *path, "script", node=name, field="script")
+                return False
+            return str(full)
+        if attrs.get("exec") is not None:
+            return None
+        if name.endswith(SCRIPT_SUFFIXES):
+            full = (self.base / name).resolve()
+            if not full.is_file():
+                self.err(f"the name ends in '{Path(name).suffix}', so jobmesh runs the script "
+                         f"'{name}', which is not next to the workflow file", *path,
+                         node=name, field="name")
+                return False
+            return str(full)
+        default = self.base / f"{name}.sh"
+        return str(default.resolve()) if default.is_file() else None
+
+    def _colors(self, colors: Any) -> dict[str, str]:
+        if colors is None:
+            return {}
+        status = colors.get("status", colors) if isinstance(colors, dict) else None
+        if not isinstance(status, dict):
+            self.err("'colors:' must map status words to colours, e.g. "
+                     "colors: {status: {done: '#CCFFCC'}}", "colors")
+            return {}
+        return {str(k): str(v) for k, v in status.items()}
+
+    def _check_cycles(self, jobs: dict[str, JobSpec], edges: list[tuple[str, str]],
+                      lines: dict[tuple[str, str], int | None]) -> None:
+        children: dict[str, list[str]] = {n: [] for n in jobs}
+        for a, b in edges:
+            children[a].append(b)
+        WHITE, GREY, BLACK = 0, 1, 2
+        color = dict.fromkeys(jobs, WHITE)
+        for root in jobs:
+            if color[root] != WHITE:
+                continue
+            stack: list[tuple[str, int]] = [(root, 0)]
+            trail: list[str] = [root]
+            color[root] = GREY
+            while stack:
+                node, i = stack[-1]
+                if i < len(children[node]):
+                    stack[-1] = (node, i + 1)
+                    child = children[node][i]
+                    if color[child] == GREY:
+                        cycle = trail[trail.index(child):] + [child]
+                        self.issues.append(SpecIssue(
+                            self.file, lines.get((node, child)),
+                            "dependency cycle: " + " -> ".join(cycle) +
+                            "; remove one of these edges", field="dependencies"))
+                        return
+                    if color[child] == WHITE:
+                        color[child] = GREY
+                        stack.append((child, 0))
+                        trail.append(child)
+                else:
+                    color[node] = BLACK
+                    stack.pop()
+                    trail.pop()

@@ -1,0 +1,132 @@
+"""Workflow operations over the bus, shared by the CLI, the gateway and the client:
+submit, cancel, retry, delete, and reading snapshots, specs and graphs."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any, AsyncIterator
+
+from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
+
+from . import bus, subjects
+from .messages import (
+    JobCancelRequested,
+    WorkflowCancelRequested,
+    WorkflowDeleted,
+    WorkflowRetryRequested,
+    WorkflowSnapshot,
+    WorkflowSubmitted,
+)
+from .names import check_job, check_workflow
+from .spec import Workflow
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable and readable: 20261123T143012-3fa2."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now or time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+async def submit(js: Any, workflow: Workflow, parallel: int, run: str | None = None
+                 ) -> tuple[str, int]:
+    """Submit a new run; returns (run id, stream sequence of the submission)."""
+    run = run or new_run_id()
+    msg = WorkflowSubmitted(workflow=workflow.name, run=run, spec=workflow,
+                            parallel=max(1, parallel), time=time.time())
+    seq = await bus.publish(js, subjects.workflow(workflow.name), msg,
+                            msg_id=f"{workflow.name}.{run}")
+    return run, seq
+
+
+async def cancel(js: Any, wf: str, run: str, reason: str = "canceled by user") -> int:
+    return await bus.publish(js, subjects.workflow(wf), WorkflowCancelRequested(
+        workflow=wf, run=run, reason=reason, time=time.time()))
+
+
+async def cancel_job(js: Any, wf: str, run: str, job: str) -> int:
+    return await bus.publish(js, subjects.workflow(wf), JobCancelRequested(
+        workflow=wf, run=run, job=check_job(job), time=time.time()))
+
+
+async def retry(js: Any, wf: str, run: str) -> int:
+    return await bus.publish(js, subjects.workflow(wf), WorkflowRetryRequested(
+        workflow=wf, run=run, time=time.time()))
+
+
+async def delete(js: Any, wf: str, run: str) -> int:
+    return await bus.publish(js, subjects.workflow(wf), WorkflowDeleted(
+        workflow=wf, run=run, time=time.time()))
+
+
+async def snapshot(js: Any, wf: str) -> WorkflowSnapshot | None:
+    kv = await js.key_value(subjects.KV_WORKFLOWS)
+    try:
+        entry = await kv.get(check_workflow(wf))
+    except (KeyNotFoundError, NotFoundError):
+        return None
+    return WorkflowSnapshot.model_validate_json(entry.value) if entry.value else None
+
+
+async def snapshots(js: Any) -> list[WorkflowSnapshot]:
+    kv = await js.key_value(subjects.KV_WORKFLOWS)
+    out: list[WorkflowSnapshot] = []
+    watcher = await kv.watchall(ignore_deletes=True)
+    async for entry in watcher:
+        if entry is None:
+            break
+        if entry.value:
+            out.append(WorkflowSnapshot.model_validate_json(entry.value))
+    await watcher.stop()
+    return sorted(out, key=lambda s: s.name)
+
+
+async def spec(js: Any, wf: str) -> Workflow | None:
+    kv = await js.key_value(subjects.KV_SPECS)
+    try:
+        entry = await kv.get(check_workflow(wf))
+    except (KeyNotFoundError, NotFoundError):
+        return None
+    return Workflow.model_validate_json(entry.value) if entry.value else None
+
+
+async def graph(js: Any, wf: str) -> bytes | None:
+    obj = await js.object_store(subjects.OBJ_GRAPHS)
+    try:
+        res = await obj.get(check_workflow(wf))
+    except (ObjectNotFoundError, NotFoundError, KeyNotFoundError):
+        return None
+    return bytes(res.data) if res.data else None
+
+
+async def watch(js: Any, wf: str) -> AsyncIterator[WorkflowSnapshot]:
+    """Yield the snapshot each time it changes, starting with the current one."""
+    kv = await js.key_value(subjects.KV_WORKFLOWS)
+    watcher = await kv.watch(check_workflow(wf))
+    try:
+        async for entry in watcher:
+            if entry is None or not entry.value:
+                continue
+            yield WorkflowSnapshot.model_validate_json(entry.value)
+    finally:
+        await watcher.stop()
+
+
+async def wait_for(js: Any, wf: str, predicate: Any, timeout: float) -> WorkflowSnapshot:
+    """Wait until predicate(snapshot) holds; raises TimeoutError with the last state."""
+    last: list[WorkflowSnapshot] = []
+
+    async def run() -> WorkflowSnapshot:
+        async for snap in watch(js, wf):
+            last[:] = [snap]
+            if predicate(snap):
+                return snap
+        raise RuntimeError("watch ended")
+
+    try:
+        return await asyncio.wait_for(run(), timeout)
+    except asyncio.TimeoutError:
+        state = last[0].state if last else "no snapshot"
+        raise TimeoutError(f"workflow {wf} did not reach the condition in {timeout}s "
+                           f"(last state: {state})") from None

@@ -1,0 +1,93 @@
+"""Run one service alone: ``python -m jobmesh.<service> --nats URL``.
+
+signal -> asyncio.Event -> the service's ``run(stop)`` returns -> connections drain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import yaml
+
+from .bus import BusError
+from .settings import Settings, default_home
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--nats", default=None, help="NATS URL (default nats://127.0.0.1:4222 or "
+                   "JOBMESH_NATS_URL)")
+    p.add_argument("--config", default=None, help="YAML file with settings (nats_url, "
+                   "nats_token, nats_user, nats_password, nats_creds, nats_tls_ca, workdir, "
+                   "replicas)")
+    p.add_argument("--token", default=None, help="NATS token")
+    p.add_argument("--user", default=None, help="NATS user")
+    p.add_argument("--password", default=None, help="NATS password")
+    p.add_argument("--creds", default=None, help="NATS credentials (.creds) file")
+    p.add_argument("--tls-ca", default=None, help="CA file for TLS to NATS")
+    p.add_argument("--workdir", default=None, help="where job run directories go")
+    p.add_argument("--replicas", type=int, default=None, help="JetStream replicas (1-5)")
+    return p
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from a config file, then environment (JOBMESH_*), then flags."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    if args.config:
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SystemExit(f"error: cannot read config {args.config}: {exc}")
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"error: config {args.config} must be a mapping")
+        values.update(loaded)
+    for key, var in [("nats_url", "JOBMESH_NATS_URL"), ("nats_token", "JOBMESH_NATS_TOKEN"),
+                     ("nats_user", "JOBMESH_NATS_USER"),
+                     ("nats_password", "JOBMESH_NATS_PASSWORD"),
+                     ("nats_creds", "JOBMESH_NATS_CREDS"), ("workdir", "JOBMESH_WORKDIR")]:
+        if env.get(var):
+            values[key] = env[var]
+    for key, flag in [("nats_url", "nats"), ("nats_token", "token"), ("nats_user", "user"),
+                      ("nats_password", "password"), ("nats_creds", "creds"),
+                      ("nats_tls_ca", "tls_ca"), ("workdir", "workdir"),
+                      ("replicas", "replicas")]:
+        if getattr(args, flag, None) is not None:
+            values[key] = getattr(args, flag)
+    known = set(Settings.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise SystemExit(f"error: unknown setting(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(sorted(known))}")
+    if "workdir" in values and values["workdir"]:
+        values["workdir"] = Path(str(values["workdir"])).expanduser()
+    values.setdefault("home", default_home(env))
+    try:
+        return Settings(**values)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: bad settings: {exc}")
+
+
+def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` until SIGINT/SIGTERM sets ``stop``; print errors, no traceback."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(runner())
+    except BusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,167 @@
+"""The workflow spec: what a user wrote, normalised and checked.
+
+``Workflow`` travels on the wire inside ``WorkflowSubmitted``, so it is plain data.
+Node attributes that jobmesh does not know are kept (cloudmesh-cc labels may use them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
+Kind = Literal["local", "ssh", "wsl", "slurm", "lsf"]
+SCRIPT_SUFFIXES = (".sh", ".py", ".ipynb")
+
+# cloudmesh-cc's status words and the colours it draws them in, plus ours.
+DEFAULT_COLORS: dict[str, str] = {
+    "ready": "white",
+    "submitted": "#FFF2CC",
+    "running": "#CCE5FF",
+    "done": "#CCFFCC",
+    "failed": "#FFCCCC",
+    "canceled": "#E0E0E0",
+    "skipped": "#F2F2F2",
+}
+DEFAULT_LABEL = "{name}"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '5m', '2h', '1.5d', 30 -> seconds. Raises ValueError with a hint."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 5m or 2h")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 5m or 2h")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+class JobSpec(BaseModel):
+    """One node of the workflow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    kind: Kind = "local"
+    pool: str | None = None
+    user: str | None = None
+    host: str | None = None
+    script: str | None = None  # absolute path after loading
+    exec: str | None = None
+    venv: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    label: str | None = None
+    shape: str | None = None
+    style: str | None = None
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    allow_failure: bool = False
+    after: list[str] = Field(default_factory=list)
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args(cls, v: Any) -> Any:
+        if isinstance(v, (str, int, float)):
+            return [str(v)]
+        if isinstance(v, list):
+            return [str(x) if isinstance(x, (int, float)) else x for x in v]
+        return v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: (str(x) if isinstance(x, (int, float, bool)) else x) for k, x in v.items()}
+        return v
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("timeout", "retry_delay", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("retries")
+    @classmethod
+    def _retries(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("retries cannot be negative")
+        return v
+
+    @property
+    def job_type(self) -> str:
+        """sh | py | ipynb | exec | noop: what the executor runs."""
+        if self.exec is not None:
+            return "exec"
+        if self.script:
+            for suffix in SCRIPT_SUFFIXES:
+                if self.script.endswith(suffix):
+                    return suffix[1:]
+        return "noop"
+
+    @property
+    def pool_name(self) -> str:
+        return self.pool or self.kind
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Workflow(BaseModel):
+    """A whole workflow: its jobs in file order and its edges (parent, child)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    jobs: dict[str, JobSpec]
+    edges: list[tuple[str, str]] = Field(default_factory=list)
+    colors: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_COLORS))
+    base_dir: str = "."
+    source: str = ""
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    def parents(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {n: [] for n in self.jobs}
+        for a, b in self.edges:
+            out[b].append(a)
+        return out
+
+    def children(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {n: [] for n in self.jobs}
+        for a, b in self.edges:
+            out[a].append(b)
+        return out
+
+    def digest(self) -> str:
+        """A stable hash of what runs, to tell an edited workflow from the same one."""
+        import hashlib
+
+        payload = self.model_dump_json(exclude={"source"})
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def will_retry(spec: JobSpec, attempt: int) -> bool:
+    """A failed attempt is retried while attempts remain (attempt counts from 1)."""
+    return attempt <= spec.retries
+
+
+def retry_delay(spec: JobSpec, attempt: int) -> float:
+    """Exponential backoff: retry_delay, then twice that, and so on (capped at 1 h)."""
+    return min(spec.retry_delay * (2 ** max(0, attempt - 1)), 3600.0)

@@ -1,0 +1,54 @@
+"""Every subject, stream, consumer and bucket name lives here and nowhere else.
+
+Tokens from user input are checked names; job names are encoded with ``token`` because
+'.' separates subject tokens.
+"""
+
+from __future__ import annotations
+
+from .names import check_job, check_pool, check_workflow, token
+
+PREFIX = "jobmesh"
+STREAM_EVENTS = "EVENTS"   # workflow commands and job events: one ordered log
+STREAM_JOBS = "JOBS"       # work for executors, work-queue retention
+EVENTS_SUBJECTS = [f"{PREFIX}.workflows.>", f"{PREFIX}.events.>"]
+JOBS_SUBJECTS = [f"{PREFIX}.jobs.>"]
+KV_WORKFLOWS = "workflows"   # <wf> -> WorkflowSnapshot
+KV_SPECS = "specs"           # <wf> -> the submitted Workflow spec
+KV_EXECUTIONS = "executions"  # <pool>.<wf>.<job> -> what an executor launched (re-attach)
+OBJ_GRAPHS = "graphs"        # <wf> -> SVG bytes
+
+
+def workflow(wf: str) -> str:
+    return f"{PREFIX}.workflows.{check_workflow(wf)}"
+
+
+def events(wf: str, job: str) -> str:
+    return f"{PREFIX}.events.{check_workflow(wf)}.{token(check_job(job))}"
+
+
+def workflow_events(wf: str) -> str:
+    return f"{PREFIX}.events.{check_workflow(wf)}.>"
+
+
+def jobs(pool: str) -> str:
+    return f"{PREFIX}.jobs.{check_pool(pool)}"
+
+
+def cancel(pool: str) -> str:
+    return f"{PREFIX}.cancel.{check_pool(pool)}"
+
+
+def heartbeat(pool: str, instance: str) -> str:
+    return f"{PREFIX}.heartbeat.{check_pool(pool)}.{check_pool(instance)}"
+
+
+HEARTBEATS = f"{PREFIX}.heartbeat.>"
+
+
+def pool_consumer(pool: str) -> str:
+    return f"pool-{check_pool(pool)}"
+
+
+def execution_key(pool: str, wf: str, job: str) -> str:
+    return f"{check_pool(pool)}.{check_workflow(wf)}.{token(check_job(job))}"

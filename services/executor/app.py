@@ -1,0 +1,235 @@
+"""The executor service: pulls JobReady messages for one pool from the JOBS work queue,
+hands them to its executor, publishes what happens, and re-attaches after a restart.
+
+It acks a message only after the launch (or a permanent failure). The executions bucket
+remembers what this pool launched, so a restarted executor finds its running jobs even
+while the monitor is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from typing import Any
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from jobmesh.common import bus, subjects
+from jobmesh.common.messages import (
+    CancelJob,
+    ExecutorHeartbeat,
+    JobCanceled,
+    JobFailed,
+    JobReady,
+    Wire,
+)
+from jobmesh.common.names import check_pool
+from jobmesh.common.settings import Settings
+
+from .base import Executor, InvalidJobError, SubmitError
+from .local import LocalExecutor
+
+log = logging.getLogger("jobmesh.executor")
+HEARTBEAT = 5.0
+ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
+KINDS = ("local",)
+
+
+class _Registered(Wire):
+    """What the executions bucket holds for one launched attempt."""
+    job: JobReady
+    native_id: str = ""
+
+
+def _key(wf: str, run: str, job: str, attempt: int) -> tuple[str, str, str, int]:
+    return (wf, run, job, attempt)
+
+
+class ExecutorService:
+    def __init__(self, settings: Settings, pool: str = "local", kind: str = "local",
+                 instance: str | None = None, nc: Any | None = None, batch: int = 64,
+                 take_work: bool = True):
+        if kind not in KINDS:
+            raise ValueError(f"executor kind {kind!r} is not available; use one of "
+                             f"{', '.join(KINDS)}")
+        self.settings, self.pool, self.kind = settings, check_pool(pool), kind
+        self.instance = check_pool(instance or f"{socket.gethostname()[:40]}-{os.getpid()}"
+                                   .replace(".", "-"))
+        self._nc = nc
+        self.batch = batch
+        self.jobs: dict[tuple[str, str, str, int], JobReady] = {}
+        self.tombstones: OrderedDict[tuple[str, str, str, int], str] = OrderedDict()
+        self.executor: Executor | None = None
+        self.take_work = take_work  # False: only re-attach and report (jobmesh status)
+        self.ready = asyncio.Event()  # set once re-attached jobs were looked at
+
+    async def run(self, stop: asyncio.Event) -> None:
+        nc = self._nc or await bus.connect(self.settings, f"jobmesh-executor-{self.pool}")
+        js = nc.jetstream()
+        await bus.ensure(js, self.settings.replicas)
+        self.kv = await js.key_value(subjects.KV_EXECUTIONS)
+
+        async def emit(event: Any) -> None:
+            ident = None
+            if event.type in ("succeeded", "failed", "canceled", "started"):
+                ident = f"{event.workflow}.{event.run}.{event.job}.{event.attempt}.{event.type}"
+            await bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
+
+        self.emit = emit
+        self.executor = LocalExecutor(emit, self.settings.runs, on_done=self._forget,
+                                      poll_min=self.settings.poll_min,
+                                      poll_max=self.settings.poll_max)
+        await self.executor.start()
+        await self._reattach()
+        if isinstance(self.executor, LocalExecutor):
+            await self.executor.sweep(timeout=10)
+        self.ready.set()
+        if not self.take_work:
+            await stop.wait()
+            await self.executor.close()
+            return
+        cancel_sub = await nc.subscribe(subjects.cancel(self.pool), cb=self._on_cancel)
+        psub = await js.pull_subscribe(
+            subjects.jobs(self.pool), durable=subjects.pool_consumer(self.pool),
+            stream=subjects.STREAM_JOBS,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT,
+                                  max_ack_pending=20000, deliver_policy=DeliverPolicy.ALL,
+                                  max_deliver=-1))
+        beat = asyncio.create_task(self._heartbeat(nc, stop))
+        try:
+            slots = asyncio.Semaphore(self.batch)
+            handling: set[asyncio.Task[None]] = set()
+
+            async def handle(m: Any) -> None:
+                try:
+                    await self._handle(m)
+                finally:
+                    slots.release()
+
+            while not stop.is_set():
+                # One message per fetch: a lingering fetch of one returns as soon as work
+                # arrives (a batched one waits for its whole batch), and queued work comes
+                # back at one round trip each. Launches run concurrently, up to ``batch``.
+                await slots.acquire()
+                try:
+                    msgs = await psub.fetch(1, timeout=1.0)
+                except asyncio.TimeoutError:
+                    slots.release()
+                    continue
+                except Exception as exc:  # NATS away: keep trying, jobs run on meanwhile
+                    slots.release()
+                    if stop.is_set():
+                        break
+                    log.warning("fetch failed: %s", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                for m in msgs:
+                    task = asyncio.create_task(handle(m))
+                    handling.add(task)
+                    task.add_done_callback(handling.discard)
+            if handling:
+                await asyncio.wait(handling, timeout=10)
+        finally:
+            beat.cancel()
+            await cancel_sub.unsubscribe()
+            await self.executor.close()
+            if self._nc is None:
+                await nc.drain()
+
+    async def _handle(self, msg: Any) -> None:
+        try:
+            job = JobReady.model_validate_json(msg.data)
+        except Exception as exc:
+            log.error("dropping an unreadable job message: %s", exc)
+            await msg.term()
+            return
+        key = _key(job.workflow, job.run, job.job, job.attempt)
+        assert self.executor is not None
+        if key in self.tombstones:
+            await self.emit(JobCanceled(workflow=job.workflow, run=job.run, job=job.job,
+                                        attempt=job.attempt, reason=self.tombstones[key],
+                                        time=time.time()))
+            await msg.ack()
+            return
+        self.jobs[key] = job
+        try:
+            native = await self.executor.submit(job)
+        except InvalidJobError as exc:
+            self.jobs.pop(key, None)
+            await self.emit(JobFailed(workflow=job.workflow, run=job.run, job=job.job,
+                                      attempt=job.attempt, reason=str(exc), time=time.time()))
+            await msg.ack()
+            return
+        except SubmitError as exc:
+            self.jobs.pop(key, None)
+            log.warning("%s/%s: %s; will retry", job.workflow, job.job, exc)
+            await msg.nak(delay=2)
+            return
+        if key in self.jobs:  # not finished already (a no-op job ends inside submit)
+            await self.kv.put(self._kv_key(job), bus.encode(_Registered(job=job, native_id=native)))
+        await msg.ack()
+
+    def _kv_key(self, job: JobReady) -> str:
+        return f"{subjects.execution_key(self.pool, job.workflow, job.job)}.{job.attempt}"
+
+    async def _forget(self, job: JobReady) -> None:
+        self.jobs.pop(_key(job.workflow, job.run, job.job, job.attempt), None)
+        try:
+            await self.kv.delete(self._kv_key(job))
+        except Exception as exc:  # stale entries are harmless: attach finds the exit file
+            log.debug("registry delete failed: %s", exc)
+
+    async def _reattach(self) -> None:
+        """Adopt the jobs this pool launched that have not ended."""
+        assert self.executor is not None
+        try:
+            watcher = await self.kv.watch(f"{self.pool}.>", ignore_deletes=True)
+        except Exception as exc:
+            log.warning("cannot read the executions registry: %s", exc)
+            return
+        entries = []
+        async for entry in watcher:
+            if entry is None:
+                break
+            if entry.value:
+                entries.append(entry.value)
+        await watcher.stop()
+        for value in entries:
+            try:
+                reg = _Registered.model_validate_json(value)
+            except Exception:
+                continue
+            job = reg.job
+            self.jobs[_key(job.workflow, job.run, job.job, job.attempt)] = job
+            await self.executor.attach(job, reg.native_id)
+
+    async def _on_cancel(self, msg: Any) -> None:
+        try:
+            req = CancelJob.model_validate_json(msg.data)
+        except Exception:
+            return
+        key = _key(req.workflow, req.run, req.job, req.attempt)
+        job = self.jobs.get(key)
+        if job is not None and self.executor is not None:
+            await self.executor.cancel(job, req.reason)
+        else:
+            self.tombstones[key] = req.reason
+            while len(self.tombstones) > 10000:
+                self.tombstones.popitem(last=False)
+
+    async def _heartbeat(self, nc: Any, stop: asyncio.Event) -> None:
+        subject = subjects.heartbeat(self.pool, self.instance)
+        while not stop.is_set():
+            beat = ExecutorHeartbeat(pool=self.pool, instance=self.instance, kind=self.kind,
+                                     host=socket.gethostname(),
+                                     active=self.executor.active() if self.executor else 0,
+                                     time=time.time())
+            try:
+                await nc.publish(subject, bus.encode(beat))
+            except Exception:
+                pass
+            await asyncio.sleep(HEARTBEAT)

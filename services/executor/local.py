@@ -1,0 +1,364 @@
+"""The local executor: jobs run detached on this machine, under the shared wrapper.
+
+While this executor lives, the wrappers are its children and their exits are noticed at
+once (a pidfd on the event loop). Jobs it attached to after a restart are not its
+children; their ``exit`` files and pids are polled instead. Logs are tailed from stored
+offsets, with an interval that backs off while nothing changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from jobmesh.common.messages import (
+    JobCanceled,
+    JobFailed,
+    JobProgressed,
+    JobReady,
+    JobStarted,
+    JobSucceeded,
+)
+from jobmesh.common.progress import LogScan, scan
+
+from . import rundir
+from .base import Emit, Executor, InvalidJobError, SubmitError
+
+KILL_GRACE = 5.0      # seconds between SIGTERM and SIGKILL on cancel
+MAX_READ = 1 << 20    # log bytes read per job per tick
+
+
+@dataclass
+class Tracked:
+    job: JobReady
+    dir: Path
+    pid: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    offset: int = 0
+    partial: bytes = b""
+    scan: LogScan = field(default_factory=LogScan)
+    sent: tuple[Any, ...] = (None, None, None)
+    next_check: float = 0.0
+    interval: float = 0.05
+    deadline: float | None = None
+    term_sent: float | None = None
+    done: bool = False
+
+
+def _key(job: JobReady) -> tuple[str, str, str, int]:
+    return (job.workflow, job.run, job.job, job.attempt)
+
+
+class LocalExecutor(Executor):
+    kind = "local"
+
+    def __init__(self, emit: Emit, workdir: Path, on_done: Callable[[JobReady], Any] | None = None,
+                 poll_min: float = 0.05, poll_max: float = 2.0):
+        self.emit = emit
+        self.workdir = Path(workdir)
+        self.on_done = on_done
+        self.poll_min, self.poll_max = poll_min, poll_max
+        self.host = socket.gethostname()
+        self.tracked: dict[tuple[str, str, str, int], Tracked] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.swept = asyncio.Event()  # set after each pass over the watched jobs
+
+    async def start(self) -> None:
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick_loop())
+
+    def active(self) -> int:
+        return len(self.tracked)
+
+    # -- submit / attach -----------------------------------------------------------------
+
+    async def submit(self, job: JobReady) -> str:
+        rdir = Path(rundir.run_dir(str(self.workdir), job))
+        if _key(job) in self.tracked:
+            return str(self.tracked[_key(job)].pid or "")
+        try:
+            rdir.parent.mkdir(parents=True, exist_ok=True)
+            rdir.mkdir()
+        except FileExistsError:
+            pid = _read_int(rdir / "pid")
+            await self.attach(job, str(pid or ""))
+            return str(pid or "")
+        except OSError as exc:
+            raise SubmitError(f"cannot create run directory {rdir}: {exc}") from exc
+        try:
+            self._stage(job, rdir)
+        except InvalidJobError:
+            raise
+        except OSError as exc:
+            raise InvalidJobError(f"cannot stage job: {exc}") from exc
+        t = Tracked(job, rdir, interval=self.poll_min)
+        if job.spec.timeout:
+            t.deadline = time.time() + job.spec.timeout
+        self.tracked[_key(job)] = t
+        if job.spec.job_type == "noop":
+            (rdir / "job.log").touch()
+            (rdir / "exit").write_text("0\n")
+            await self.emit(JobStarted(**_ids(job), native_id="-", host=self.host,
+                                       run_dir=str(rdir), time=time.time()))
+            await self._finish(t)
+            return "-"
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", str(rdir / "wrapper.sh")], cwd=rdir, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                close_fds=True)
+        except OSError as exc:
+            del self.tracked[_key(job)]
+            shutil.rmtree(rdir, ignore_errors=True)
+            raise SubmitError(f"cannot start /bin/sh: {exc}") from exc
+        t.proc, t.pid = proc, proc.pid
+        (rdir / "pid").write_text(f"{proc.pid}\n")
+        self._watch_child(t)
+        await self.emit(JobStarted(**_ids(job), native_id=str(proc.pid), host=self.host,
+                                   run_dir=str(rdir), time=time.time()))
+        self._wake.set()
+        return str(proc.pid)
+
+    def _stage(self, job: JobReady, rdir: Path) -> None:
+        (rdir / "job.json").write_text(job.model_dump_json(indent=1))
+        name = rundir.staged_script(job)
+        if name and job.spec.script:
+            src = Path(job.spec.script)
+            if not src.is_file():
+                raise InvalidJobError(f"script {src} does not exist")
+            shutil.copyfile(src, rdir / name)
+        if job.spec.venv and not Path(job.spec.venv, "bin", "python").exists():
+            raise InvalidJobError(f"venv {job.spec.venv} has no bin/python")
+        (rdir / "wrapper.sh").write_text(rundir.wrapper(job, str(rdir), python=sys.executable
+                                         if job.spec.job_type == "ipynb" else "python3"))
+
+    async def attach(self, job: JobReady, native_id: str) -> None:
+        if _key(job) in self.tracked:
+            return
+        rdir = Path(rundir.run_dir(str(self.workdir), job))
+        t = Tracked(job, rdir, pid=_read_int(rdir / "pid"), interval=self.poll_min)
+        if job.spec.timeout and (rdir / "job.json").exists():
+            t.deadline = (rdir / "job.json").stat().st_mtime + job.spec.timeout
+        self.tracked[_key(job)] = t
+        await self.emit(JobStarted(**_ids(job), native_id=str(t.pid or native_id or ""),
+                                   host=self.host, run_dir=str(rdir), time=time.time()))
+        self._wake.set()
+
+    def _watch_child(self, t: Tracked) -> None:
+        """Notice the wrapper's exit at once through a pidfd, without a thread per child."""
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(t.pid)  # type: ignore[arg-type]
+        except (AttributeError, OSError):
+            return  # the poller will notice
+
+        def ready() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            if t.proc is not None:
+                t.proc.poll()
+            if not t.done:
+                asyncio.ensure_future(self._finish(t))
+
+        loop.add_reader(fd, ready)
+
+    # -- cancel ------------------------------------------------------------------------
+
+    async def cancel(self, job: JobReady, reason: str) -> None:
+        t = self.tracked.get(_key(job))
+        if t is None or t.done:
+            return
+        self._signal(t, reason)
+
+    def _signal(self, t: Tracked, reason: str) -> None:
+        if t.term_sent is None:
+            try:
+                (t.dir / "cancel").write_text(reason + "\n")
+            except OSError:
+                pass
+        t.term_sent = t.term_sent or time.time()
+        sig = signal.SIGTERM if time.time() - t.term_sent < KILL_GRACE else signal.SIGKILL
+        if t.pid and _alive(t.pid, t.dir):
+            try:
+                os.killpg(t.pid, sig)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                os.kill(t.pid, sig)
+        self._wake.set()
+
+    # -- watching ----------------------------------------------------------------------
+
+    async def sweep(self, timeout: float) -> None:
+        """Look at every watched job once now, and wait until that pass is done."""
+        self.swept.clear()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self.swept.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _tick_loop(self) -> None:
+        while True:
+            now = time.time()
+            soonest = now + self.poll_max
+            for t in list(self.tracked.values()):
+                if t.done:
+                    continue
+                if t.deadline is not None and now >= t.deadline:
+                    t.deadline = None
+                    self._signal(t, "timeout")
+                if t.term_sent is not None and now - t.term_sent >= KILL_GRACE:
+                    self._signal(t, "")
+                if now >= t.next_check:
+                    changed = self._read_log(t)
+                    if changed:
+                        await self._report(t)
+                        t.interval = self.poll_min
+                    else:
+                        t.interval = min(t.interval * 1.5, self.poll_max)
+                    t.next_check = now + t.interval
+                    if t.proc is None and self._ended(t):
+                        await self._finish(t)
+                        continue
+                soonest = min(soonest, t.next_check)
+                if t.deadline is not None:
+                    soonest = min(soonest, t.deadline)
+            self._wake.clear()
+            self.swept.set()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.01, soonest - time.time()))
+            except asyncio.TimeoutError:
+                pass
+
+    def _ended(self, t: Tracked) -> bool:
+        if (t.dir / "exit").exists():
+            return True
+        pid = t.pid or _read_int(t.dir / "pid")
+        t.pid = pid
+        return pid is None and not (t.dir / "wrapper.sh").exists() or (
+            pid is not None and not _alive(pid, t.dir))
+
+    def _read_log(self, t: Tracked) -> bool:
+        try:
+            with open(t.dir / "job.log", "rb") as f:
+                f.seek(t.offset)
+                data = f.read(MAX_READ)
+        except FileNotFoundError:
+            return False
+        if not data:
+            return False
+        t.offset += len(data)
+        data = t.partial + data
+        cut = data.rfind(b"\n") + 1
+        t.partial = data[cut:]
+        if cut:
+            scan(data[:cut].decode("utf-8", "replace"), t.scan)
+        return True
+
+    async def _report(self, t: Tracked) -> None:
+        s = t.scan
+        now = (s.progress, s.msg, json.dumps(s.outputs, sort_keys=True) if s.outputs else None)
+        if now != t.sent:
+            t.sent = now
+            await self.emit(JobProgressed(**_ids(t.job), progress=s.progress, msg=s.msg,
+                                          outputs=s.outputs, time=time.time()))
+
+    async def _finish(self, t: Tracked) -> None:
+        if t.done:
+            return
+        t.done = True
+        while self._read_log(t):
+            pass
+        if t.partial:
+            scan(t.partial.decode("utf-8", "replace"), t.scan)
+            t.partial = b""
+        code = rundir.parse_exit(_read_text(t.dir / "exit"))
+        if code is None and (t.dir / "exit").exists():
+            await asyncio.sleep(0.05)  # the wrapper is writing it right now
+            code = rundir.parse_exit(_read_text(t.dir / "exit"))
+        reason = _read_text(t.dir / "cancel").strip() if (t.dir / "cancel").exists() else None
+        outputs = dict(t.scan.outputs or {})
+        outputs.update(_read_outputs(t.dir / "outputs.json"))
+        ids = _ids(t.job)
+        s = t.scan
+        now = time.time()
+        event: Any
+        if reason == "timeout":
+            event = JobFailed(**ids, exit_code=code, reason="timeout", progress=s.progress,
+                              msg=s.msg, outputs=outputs or None, time=now)
+        elif reason is not None:
+            event = JobCanceled(**ids, exit_code=code, reason=reason or "canceled", time=now)
+        elif code is None:
+            event = JobFailed(**ids, reason="the job's process was killed before it could "
+                              "record an exit code", progress=s.progress, msg=s.msg, time=now)
+        elif code != 0:
+            event = JobFailed(**ids, exit_code=code, reason=rundir.describe_exit(code),
+                              progress=s.progress, msg=s.msg, outputs=outputs or None, time=now)
+        elif s.status == "failed":
+            event = JobFailed(**ids, exit_code=code, reason="the job reported status=failed",
+                              progress=s.progress, msg=s.msg, outputs=outputs or None, time=now)
+        else:
+            event = JobSucceeded(**ids, exit_code=0, progress=s.progress, msg=s.msg,
+                                 outputs=outputs or None, time=now)
+        await self.emit(event)
+        self.tracked.pop(_key(t.job), None)
+        if self.on_done is not None:
+            await self.on_done(t.job)
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._ticker = None
+        self.tracked.clear()
+
+
+def _ids(job: JobReady) -> dict[str, Any]:
+    return dict(workflow=job.workflow, run=job.run, job=job.job, attempt=job.attempt)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read_text(path).strip()
+    return int(text) if text.isdigit() else None
+
+
+def _read_outputs(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _alive(pid: int, rdir: Path) -> bool:
+    """Is pid still our wrapper? Guards against pid reuse by checking its command line."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return str(rdir).encode() in f.read()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False

@@ -1,0 +1,110 @@
+"""A job's run directory and the wrapper it runs under, shared by every executor that runs
+processes (local, ssh, wsl). Pure functions: they build text and parse file contents.
+
+<workdir>/<workflow>/<run>/<job>/<attempt>/
+    job.json     what was asked (the JobReady message)
+    wrapper.sh   runs the job detached, writes pid and exit
+    job.log      stdout and stderr, where progress lines appear
+    pid          the wrapper's pid (its process group)
+    exit         the exit code, written once when the job ends
+    cancel       present when jobmesh asked the job to stop (holds the reason)
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePosixPath
+
+from jobmesh.common.messages import JobReady
+from jobmesh.common.names import check_job, check_workflow
+
+from .base import InvalidJobError
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def run_dir(workdir: str, job: JobReady) -> str:
+    if not _RUN_ID.match(job.run) or job.attempt < 1:
+        raise InvalidJobError(f"invalid run id {job.run!r} or attempt {job.attempt}")
+    return str(PurePosixPath(workdir) / check_workflow(job.workflow) / job.run
+               / check_job(job.job) / str(job.attempt))
+
+
+def staged_script(job: JobReady) -> str | None:
+    """The file name the script gets inside the run directory."""
+    if not job.spec.script:
+        return None
+    return "script" + PurePosixPath(job.spec.script).suffix
+
+
+def command(job: JobReady, python: str = "python3") -> str:
+    """The shell command line the wrapper runs, every user value quoted."""
+    spec = job.spec
+    args = " ".join(shlex.quote(a) for a in spec.args)
+    kind = spec.job_type
+    if kind == "exec":
+        # The user's command line runs in bash as written; args are appended, quoted.
+        line = spec.exec or ""
+        return "bash -c " + shlex.quote(line + (" " + args if args else ""))
+    name = staged_script(job)
+    if kind == "sh":
+        return f"bash ./{name} {args}".rstrip()
+    if kind == "py":
+        if spec.venv:
+            py = f"{shlex.quote(spec.venv)}/bin/python"
+            return f"{py} -u ./{name} {args}".rstrip()
+        return f"{shlex.quote(python)} -u ./{name} {args}".rstrip()
+    if kind == "ipynb":
+        py = f"{shlex.quote(spec.venv)}/bin/python" if spec.venv else shlex.quote(python)
+        return f"{py} -m jobmesh.executor.notebook ./{name} {args}".rstrip()
+    return "true"
+
+
+def wrapper(job: JobReady, rdir: str, python: str = "python3") -> str:
+    """The POSIX sh script that runs the job. It survives its launcher (HUP ignored, own
+    session), records its pid and, when the job ends, the exit code."""
+    env = {
+        "JOBMESH_WORKFLOW": job.workflow,
+        "JOBMESH_JOB": job.job,
+        "JOBMESH_ATTEMPT": str(job.attempt),
+        "JOBMESH_RUN": job.run,
+        "JOBMESH_RUN_DIR": rdir,
+        "JOBMESH_WORKFLOW_DIR": job.base_dir,
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key, value in job.spec.env.items():
+        if not _ENV_KEY.match(key):
+            raise InvalidJobError(f"env name {key!r} is not a valid variable name")
+        env[key] = value
+    exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+    return f"""#!/bin/sh
+# jobmesh wrapper for {job.workflow}/{job.job} attempt {job.attempt}
+cd {shlex.quote(rdir)} || exit 97
+trap '' HUP
+trap 'echo 143 > exit; exit 143' TERM
+echo $$ > pid
+{exports}
+{command(job, python)} >> job.log 2>&1 < /dev/null
+rc=$?
+echo $rc > exit
+"""
+
+
+def parse_exit(text: str) -> int | None:
+    """The exit file's content -> code, or None while it is being written."""
+    if not text.endswith("\n"):
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def describe_exit(code: int) -> str:
+    if code == 124:
+        return "exit code 124 (timeout)"
+    if code > 128:
+        return f"exit code {code} (signal {code - 128})"
+    return f"exit code {code}"

@@ -1,0 +1,24 @@
+"""python -m jobmesh.monitor --nats URL"""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobmesh.common.service import base_parser, run_service, settings_from
+
+from .app import MonitorService
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = base_parser("jobmesh.monitor", "Fold events into workflow state; render graphs."
+                       ).parse_args(argv)
+    settings = settings_from(args)
+
+    async def serve(stop: asyncio.Event) -> None:
+        await MonitorService(settings).run(stop)
+
+    run_service(serve)
+
+
+if __name__ == "__main__":
+    main()

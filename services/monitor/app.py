@@ -1,0 +1,140 @@
+"""The monitor's shell: follows the EVENTS log, folds it, writes snapshots to the
+``workflows`` bucket (coalesced) and graphs to the ``graphs`` object store (throttled).
+
+It writes nothing until its replay has caught up, so a restarted monitor never shows an
+older state than the one it replaces; then it rewrites every snapshot it rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from jobmesh.common import bus, subjects
+from jobmesh.common.settings import Settings
+
+from .fold import Fold
+from .graph import Graph, layout
+
+log = logging.getLogger("jobmesh.monitor")
+SNAPSHOT_EVERY = 0.05   # seconds: the longest a snapshot change waits before it is written
+GRAPH_EVERY = 1.0       # seconds between graph updates of one workflow while it runs
+
+
+class MonitorService:
+    def __init__(self, settings: Settings, nc: Any | None = None, graphs: bool = True):
+        self.settings = settings
+        self.fold = Fold()
+        self._nc = nc
+        self.graphs_enabled = graphs
+        self.dirty: set[str] = set()
+        self.graph_dirty: dict[str, float] = {}
+        self.graphs: dict[str, tuple[str, Graph]] = {}
+        self.events = 0
+        self.seen_seq = 0   # the last log sequence folded and written
+
+    async def run(self, stop: asyncio.Event) -> None:
+        nc = self._nc or await bus.connect(self.settings, "jobmesh-monitor")
+        js = nc.jetstream()
+        await bus.ensure(js, self.settings.replicas)
+        self.kv = await js.key_value(subjects.KV_WORKFLOWS)
+        self.specs = await js.key_value(subjects.KV_SPECS)
+        self.obj = await js.object_store(subjects.OBJ_GRAPHS)
+        follower = bus.LogFollower(js)
+        await follower.start()
+        graph_task = asyncio.create_task(self._graph_loop(stop))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                getter = asyncio.create_task(follower.get(1.0))
+                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    getter.cancel()
+                    break
+                batch = getter.result()
+                for seq, msg in batch:
+                    self.events += 1
+                    wf = self.fold.apply(seq, msg)
+                    if wf is not None:
+                        self.dirty.add(wf)
+                        if getattr(msg, "type", "") == "workflow_submitted":
+                            self.graph_dirty[wf] = 0.0
+                            self.graphs.pop(wf, None)
+                            await self._put_spec(wf)
+                        elif wf not in self.graph_dirty:
+                            self.graph_dirty[wf] = time.monotonic() + GRAPH_EVERY
+                if follower.caught_up and self.dirty:
+                    await self._flush()
+                    await asyncio.sleep(SNAPSHOT_EVERY)  # coalesce the next burst
+                if follower.caught_up and batch and not self.dirty:
+                    self.seen_seq = batch[-1][0]
+        finally:
+            stopper.cancel()
+            graph_task.cancel()
+            await follower.stop()
+            if self.dirty and follower.caught_up:
+                await self._flush()
+            if self._nc is None:
+                await nc.drain()
+
+    async def _put_spec(self, wf: str) -> None:
+        spec = self.fold.specs.get(wf)
+        if spec is not None:
+            await self.specs.put(wf, spec.model_dump_json().encode())
+
+    async def _flush(self) -> None:
+        dirty, self.dirty = self.dirty, set()
+        for wf in sorted(dirty):
+            snap = self.fold.snaps.get(wf)
+            try:
+                if snap is None:
+                    if wf in self.fold.deleted:
+                        await self._delete(wf)
+                    continue
+                await self.kv.put(wf, bus.encode(snap))
+                if snap.state.terminal:
+                    self.graph_dirty[wf] = 0.0
+            except Exception as exc:  # NATS away: try again with the next flush
+                log.warning("snapshot write for %s failed: %s", wf, exc)
+                self.dirty.add(wf)
+
+    async def _delete(self, wf: str) -> None:
+        for op in (self.kv.delete(wf), self.specs.delete(wf), self.obj.delete(wf)):
+            try:
+                await op
+            except Exception:
+                pass
+        self.graphs.pop(wf, None)
+        self.graph_dirty.pop(wf, None)
+
+    async def _graph_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+            if not self.graphs_enabled:
+                continue
+            now = time.monotonic()
+            for wf, due in list(self.graph_dirty.items()):
+                if due > now:
+                    continue
+                del self.graph_dirty[wf]
+                try:
+                    await self._render(wf)
+                except Exception as exc:
+                    log.warning("graph for %s failed: %s", wf, exc)
+
+    async def _render(self, wf: str) -> None:
+        snap, spec = self.fold.snaps.get(wf), self.fold.specs.get(wf)
+        if snap is None or spec is None:
+            return
+        have = self.graphs.get(wf)
+        if have is None or have[0] != snap.run:
+            graph = await asyncio.to_thread(layout, spec, snap, time.time())
+            self.graphs[wf] = (snap.run, graph)
+        else:
+            graph = have[1]
+        svg = await asyncio.to_thread(graph.patch, snap, time.time())
+        await self.obj.put(wf, svg)
+        if not snap.state.terminal:
+            self.graph_dirty.setdefault(wf, time.monotonic() + GRAPH_EVERY)

@@ -1,0 +1,193 @@
+"""Workflow graphs: Graphviz lays a workflow out once; updates patch node colours and
+labels in place (no relayout per event). Very large workflows, or a machine without
+``dot``, get a cheaper layered layout drawn here, with a note saying so.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from jobmesh.common.labels import render_label
+from jobmesh.common.messages import JobStatus, WorkflowSnapshot
+from jobmesh.common.spec import Workflow
+from jobmesh.common.states import CLOUDMESH_STATUS
+
+SVG_NS = "http://www.w3.org/2000/svg"
+ET.register_namespace("", SVG_NS)
+ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+DOT_LIMIT = 1000   # above this many jobs, dot takes too long: use the layered layout
+DEFAULT_LABEL = "{name}\\n{status} {progress}%"
+SHAPES = ("polygon", "ellipse", "path")
+
+
+def node_attrs(spec: Workflow, snap: WorkflowSnapshot, name: str) -> dict[str, Any]:
+    """Everything a label may name for one job."""
+    job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
+    attrs: dict[str, Any] = {k: v for k, v in job.model_dump().items() if v is not None}
+    attrs.update(job.extras)
+    attrs.update(name=name, status=CLOUDMESH_STATUS[st.state], state=st.state.value,
+                 progress=int(st.progress), msg=st.msg, attempt=st.attempt,
+                 native_id=st.native_id, exit_code=st.exit_code, reason=st.reason,
+                 outputs=st.outputs, host=st.host or job.host, workflow=spec.name)
+    attrs["parents"] = {p: {"outputs": (snap.jobs[p].outputs if p in snap.jobs else {})}
+                        for p in spec.parents()[name]}
+    return attrs
+
+
+def label_lines(spec: Workflow, snap: WorkflowSnapshot, name: str, now: float,
+                user_vars: dict[str, Any] | None = None) -> list[str]:
+    job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
+    times = {"created": snap.created, "t0": snap.started, "t1": snap.ended,
+             "tstart": st.started, "tend": st.ended, "modified": st.modified}
+    text = render_label(job.label or DEFAULT_LABEL, node_attrs(spec, snap, name), times, now,
+                        user_vars)
+    return text.replace("\\n", "\n").split("\n")
+
+
+def fill(spec: Workflow, st: JobStatus) -> str:
+    word = CLOUDMESH_STATUS[st.state]
+    return spec.colors.get(word) or spec.colors.get("ready", "white")
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dot_source(spec: Workflow, snap: WorkflowSnapshot, now: float) -> str:
+    ids = {n: f"n{i}" for i, n in enumerate(spec.jobs)}
+    out = [f"digraph {_q(spec.name)} {{", '  graph [rankdir=TB, fontname="Helvetica"];',
+           '  node [fontname="Helvetica", fontsize=11];']
+    for name, job in spec.jobs.items():
+        st = snap.jobs.get(name) or JobStatus()
+        shape = job.shape or ("diamond" if name in ("start", "end") else "box")
+        style = job.style if job.style else "filled"
+        if "filled" not in style:
+            style += ",filled"
+        label = "\\n".join(x.replace("\\", "\\\\").replace('"', '\\"')
+                           for x in label_lines(spec, snap, name, now))
+        out.append(f'  {_q(name)} [id={ids[name]}, label="{label}", shape={_q(shape)}, '
+                   f'style={_q(style)}, fillcolor={_q(fill(spec, st))}, '
+                   f'class={_q("job " + st.state.value)}];')
+    for a, b in spec.edges:
+        out.append(f"  {_q(a)} -> {_q(b)};")
+    out.append("}")
+    return "\n".join(out)
+
+
+class Graph:
+    """A laid-out graph whose nodes can be recoloured and relabelled in place."""
+
+    def __init__(self, spec: Workflow, svg: bytes, note: str | None = None):
+        self.spec = spec
+        self.note = note
+        self.root = ET.fromstring(svg)
+        ids = {f"n{i}": n for i, n in enumerate(spec.jobs)}
+        self.nodes: dict[str, tuple[ET.Element, ET.Element | None, list[ET.Element]]] = {}
+        for g in self.root.iter(f"{{{SVG_NS}}}g"):
+            name = ids.get(g.get("id", ""))
+            if name is None:
+                continue
+            shape = next((c for c in g if c.tag.split("}")[-1] in SHAPES
+                          and c.get("fill") not in (None, "none")), None)
+            texts = [c for c in g if c.tag == f"{{{SVG_NS}}}text"]
+            g.set("data-job", name)
+            self.nodes[name] = (g, shape, texts)
+
+    def patch(self, snap: WorkflowSnapshot, now: float) -> bytes:
+        for name, (g, shape, texts) in self.nodes.items():
+            st = snap.jobs.get(name) or JobStatus()
+            g.set("class", f"node job {st.state.value}")
+            g.set("data-state", st.state.value)
+            if shape is not None:
+                shape.set("fill", fill(self.spec, st))
+            if texts:
+                lines = label_lines(self.spec, snap, name, now)
+                if len(lines) > len(texts):
+                    lines = lines[: len(texts) - 1] + [" ".join(lines[len(texts) - 1:])]
+                for el, line in zip(texts, lines + [""] * (len(texts) - len(lines))):
+                    el.text = line
+        return ET.tostring(self.root, encoding="utf-8", xml_declaration=True)
+
+
+def layout(spec: Workflow, snap: WorkflowSnapshot, now: float, timeout: float = 60) -> Graph:
+    """Lay the workflow out: Graphviz when it can, the layered fallback when it cannot."""
+    dot = shutil.which("dot")
+    note = None
+    if dot is None:
+        note = "Graphviz 'dot' is not installed: simplified layout (apt-get install graphviz)"
+    elif len(spec.jobs) > DOT_LIMIT:
+        note = f"{len(spec.jobs)} jobs: simplified layered layout (Graphviz above {DOT_LIMIT})"
+    else:
+        try:
+            proc = subprocess.run([dot, "-Tsvg"], input=dot_source(spec, snap, now).encode(),
+                                  capture_output=True, timeout=timeout, check=True)
+            return Graph(spec, proc.stdout)
+        except (subprocess.SubprocessError, OSError, ET.ParseError) as exc:
+            note = f"Graphviz failed ({type(exc).__name__}): simplified layout"
+    return Graph(spec, layered_svg(spec, snap, now, note).encode(), note)
+
+
+def layered_svg(spec: Workflow, snap: WorkflowSnapshot, now: float, note: str | None) -> str:
+    """A cheap layout: one row per dependency depth, nodes side by side, edges drawn
+    only while there are few enough to read."""
+    parents = spec.parents()
+    depth: dict[str, int] = {}
+    order = _topo(spec)
+    for n in order:
+        depth[n] = 1 + max((depth[p] for p in parents[n]), default=-1)
+    rows: dict[int, list[str]] = {}
+    for n in order:
+        rows.setdefault(depth[n], []).append(n)
+    w, h, gx, gy, per_row = 120, 36, 14, 50, 40
+    pos: dict[str, tuple[float, float]] = {}
+    y = 40.0
+    for d in sorted(rows):
+        names = rows[d]
+        for i, n in enumerate(names):
+            r, c = divmod(i, per_row)
+            pos[n] = (10 + c * (w + gx), y + r * (h + 12))
+        y += ((len(names) - 1) // per_row + 1) * (h + 12) + gy
+    width = 20 + min(per_row, max((len(v) for v in rows.values()), default=1)) * (w + gx)
+    parts = [f'<svg xmlns="{SVG_NS}" width="{width}pt" height="{y:.0f}pt" '
+             f'viewBox="0 0 {width} {y:.0f}">']
+    if note:
+        parts.append(f'<text x="10" y="20" font-size="13" font-family="Helvetica" '
+                     f'class="note">{_x(note)}</text>')
+    if len(spec.edges) <= 3000:
+        for a, b in spec.edges:
+            (x1, y1), (x2, y2) = pos[a], pos[b]
+            parts.append(f'<line x1="{x1 + w / 2:.0f}" y1="{y1 + h:.0f}" x2="{x2 + w / 2:.0f}" '
+                         f'y2="{y2:.0f}" stroke="#999" stroke-width="0.6"/>')
+    for i, n in enumerate(spec.jobs):
+        x, yy = pos[n]
+        st = snap.jobs.get(n) or JobStatus()
+        parts.append(f'<g id="n{i}" class="node"><title>{_x(n)}</title>'
+                     f'<polygon fill="{_x(fill(spec, st))}" stroke="black" points="{x},{yy} '
+                     f'{x + w},{yy} {x + w},{yy + h} {x},{yy + h}"/>'
+                     f'<text x="{x + w / 2}" y="{yy + 15}" text-anchor="middle" font-size="10" '
+                     f'font-family="Helvetica">{_x(n)}</text>'
+                     f'<text x="{x + w / 2}" y="{yy + 28}" text-anchor="middle" font-size="9" '
+                     f'font-family="Helvetica"></text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _x(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def _topo(spec: Workflow) -> list[str]:
+    children, indeg = spec.children(), {n: 0 for n in spec.jobs}
+    for _, b in spec.edges:
+        indeg[b] += 1
+    order = [n for n, d in indeg.items() if d == 0]
+    for n in order:
+        for c in children[n]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                order.append(c)
+    return order

@@ -1,0 +1,98 @@
+"""The scheduler's shell: follows the EVENTS log, feeds the core, publishes its
+instructions. The only part of the scheduler that touches NATS or the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from jobmesh.common import bus, subjects
+from jobmesh.common.messages import (
+    CancelJob,
+    JobCanceled,
+    JobFailed,
+    JobPending,
+    JobReadied,
+    JobReady,
+    JobSkipped,
+)
+from jobmesh.common.settings import Settings
+from jobmesh.common.states import JobState
+
+from .core import CancelRunning, Instruction, MarkJob, ReleaseJob, SchedulerCore
+
+log = logging.getLogger("jobmesh.scheduler")
+
+
+class SchedulerService:
+    def __init__(self, settings: Settings, nc: Any | None = None):
+        self.settings = settings
+        self.core = SchedulerCore()
+        self._nc = nc
+        self.replayed = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        nc = self._nc or await bus.connect(self.settings, "jobmesh-scheduler")
+        js = nc.jetstream()
+        await bus.ensure(js, self.settings.replicas)
+        follower = bus.LogFollower(js)
+        await follower.start()
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                wake = self.core.next_wakeup()
+                timeout = 1.0 if wake is None else max(0.0, min(1.0, wake - time.time()))
+                getter = asyncio.create_task(follower.get(timeout))
+                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    getter.cancel()
+                    break
+                for _seq, msg in getter.result():
+                    self.core.apply(msg)
+                if not follower.caught_up:
+                    continue
+                if not self.replayed:
+                    self.replayed = True
+                    self.core.reconcile()
+                instructions = self.core.decide(time.time())
+                if instructions:
+                    await self._execute(nc, js, instructions)
+        finally:
+            stopper.cancel()
+            await follower.stop()
+            if self._nc is None:
+                await nc.drain()
+
+    async def _execute(self, nc: Any, js: Any, instructions: list[Instruction]) -> None:
+        await asyncio.gather(*(self._one(nc, js, i) for i in instructions))
+
+    async def _one(self, nc: Any, js: Any, ins: Instruction) -> None:
+        now = time.time()
+        if isinstance(ins, ReleaseJob):
+            ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"
+            await bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
+                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                pool=ins.pool, time=now), msg_id=ident + ".ready")
+            job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                           pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now)
+            await bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id)
+        elif isinstance(ins, MarkJob):
+            common = dict(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                          time=now)
+            event: Any
+            if ins.state is JobState.SKIPPED:
+                event = JobSkipped(reason=ins.reason, **common)
+            elif ins.state is JobState.CANCELED:
+                event = JobCanceled(reason=ins.reason, **common)
+            elif ins.state is JobState.PENDING:
+                event = JobPending(reason=ins.reason, not_before=ins.not_before, **common)
+            else:
+                event = JobFailed(reason=ins.reason, **common)
+            ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}.{event.type}"
+            await bus.publish(js, subjects.events(ins.workflow, ins.job), event, msg_id=ident)
+        elif isinstance(ins, CancelRunning):
+            msg = CancelJob(workflow=ins.workflow, run=ins.run, job=ins.job,
+                            attempt=ins.attempt, reason=ins.reason, time=now)
+            await nc.publish(subjects.cancel(ins.pool), bus.encode(msg))

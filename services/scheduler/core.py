@@ -1,0 +1,367 @@
+"""The scheduler's pure core: commands and events in, instructions out.
+
+No I/O and no clock: time comes on the events and as ``now`` into ``decide``. ``apply``
+only records state; ``decide`` turns what changed into instructions and applies them
+locally at once, so the same instruction is never issued twice. After a restart the
+shell replays the whole log through ``apply`` and then calls ``decide``, which issues
+whatever the crash left undone (level-triggered, not edge-triggered).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from jobmesh.common.messages import (
+    EVENT_STATE,
+    JobCancelRequested,
+    JobEvent,
+    JobProgressed,
+    WorkflowCancelRequested,
+    WorkflowDeleted,
+    WorkflowRetryRequested,
+    WorkflowSubmitted,
+)
+from jobmesh.common.placeholders import MissingOutput, substitute
+from jobmesh.common.spec import JobSpec, retry_delay, will_retry
+from jobmesh.common.states import JobState, should_apply
+
+CANCEL_RESEND = 5.0  # seconds between repeated cancel requests for a job still running
+
+
+# -- instructions -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReleaseJob:
+    workflow: str
+    run: str
+    job: str
+    attempt: int
+    pool: str
+    spec: JobSpec
+    base_dir: str
+
+
+@dataclass(frozen=True)
+class MarkJob:
+    """Publish a state event the scheduler decided: skipped, canceled, pending (retry)
+    or failed (a job that cannot start, e.g. a missing parent output)."""
+    workflow: str
+    run: str
+    job: str
+    attempt: int
+    state: JobState
+    reason: str
+    not_before: float | None = None
+
+
+@dataclass(frozen=True)
+class CancelRunning:
+    workflow: str
+    run: str
+    job: str
+    attempt: int
+    pool: str
+    reason: str
+
+
+Instruction = Union[ReleaseJob, MarkJob, CancelRunning]
+
+
+# -- state ------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    spec: JobSpec
+    parents: list[str]
+    children: list[str]
+    state: JobState = JobState.PENDING
+    attempt: int = 1
+    unmet: int = 0
+    not_before: float = 0.0
+    outputs: dict[str, Any] = field(default_factory=dict)
+    cancel_sent: float | None = None
+    retry_due: bool = False
+    counted: bool = False  # its children's ``unmet`` were lowered by its success
+
+
+class WorkflowRun:
+    """One submitted run of a workflow."""
+
+    def __init__(self, sub: WorkflowSubmitted):
+        self.name, self.run = sub.workflow, sub.run
+        self.parallel = max(1, sub.parallel)
+        self.base_dir = sub.spec.base_dir
+        self.variables = dict(sub.spec.variables)
+        parents, children = sub.spec.parents(), sub.spec.children()
+        self.jobs: dict[str, Job] = {
+            n: Job(s, parents[n], children[n], unmet=len(parents[n]))
+            for n, s in sub.spec.jobs.items()
+        }
+        self.active = 0  # READY, QUEUED or RUNNING
+        self.cancel_requested = False
+        self.cancel_reason = "canceled by user"
+        self.cancel_one: set[str] = set()
+        self.maybe_ready: deque[str] = deque(n for n, j in self.jobs.items() if j.unmet == 0)
+        self.maybe_skip: deque[str] = deque()
+        self.resend_ready = False
+
+    # -- apply: record what happened -------------------------------------------------
+
+    def apply_event(self, ev: JobEvent) -> None:
+        job = self.jobs.get(ev.job)
+        if job is None or ev.attempt < job.attempt:
+            return
+        if isinstance(ev, JobProgressed):
+            if ev.outputs:
+                job.outputs.update(ev.outputs)
+            return
+        if ev.attempt > job.attempt:  # a retry issued before a restart, seen in replay
+            self._new_attempt(ev.job, ev.attempt, getattr(ev, "not_before", None) or 0.0)
+        outputs = getattr(ev, "outputs", None)
+        if outputs:
+            job.outputs.update(outputs)
+        target = EVENT_STATE[ev.type]
+        if target is JobState.PENDING:
+            if job.state is JobState.PENDING:
+                self.maybe_ready.append(ev.job)
+            return
+        self._set(ev.job, target)
+
+    def _set(self, name: str, new: JobState, force: bool = False) -> None:
+        job = self.jobs[name]
+        old = job.state
+        if not force and not should_apply(old, new):
+            return
+        if old is new:
+            return
+        active = (JobState.READY, JobState.QUEUED, JobState.RUNNING)
+        self.active += (new in active) - (old in active)
+        job.state = new
+        if old.terminal and not new.terminal and job.counted:  # a retry: unmet again
+            job.counted = False
+            for c in job.children:
+                self.jobs[c].unmet += 1
+        if new.terminal:
+            self._ended(name, job, new)
+
+    def _satisfies(self, job: Job, state: JobState) -> bool:
+        return state is JobState.SUCCEEDED or (
+            state is JobState.FAILED and job.spec.allow_failure)
+
+    def _ended(self, name: str, job: Job, state: JobState) -> None:
+        if state is JobState.FAILED and not self.cancel_requested and will_retry(
+                job.spec, job.attempt) and name not in self.cancel_one:
+            job.retry_due = True
+            return
+        if self._satisfies(job, state):
+            job.counted = True
+            for c in job.children:
+                child = self.jobs[c]
+                child.unmet -= 1
+                if child.unmet == 0:
+                    self.maybe_ready.append(c)
+        else:
+            self.maybe_skip.extend(job.children)
+
+    def request_cancel(self, reason: str) -> None:
+        self.cancel_requested, self.cancel_reason = True, reason
+
+    def request_retry(self) -> None:
+        """Rerun failed, canceled and skipped jobs; keep the ones that succeeded."""
+        self.cancel_requested = False
+        self.cancel_one.clear()
+        for name, job in self.jobs.items():
+            if job.state in (JobState.FAILED, JobState.CANCELED, JobState.SKIPPED):
+                job.retry_due = True
+                job.not_before = 0.0
+
+    # -- decide: turn state into instructions ----------------------------------------
+
+    def decide(self, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
+        self._skips(out)
+        if self.cancel_requested:
+            self._cancel_all(now, out)
+        for name in list(self.cancel_one):
+            self._cancel_job(name, now, out, "canceled by user")
+        if not self.cancel_requested:
+            self._retries(now, out)
+            self._releases(now, out)
+        if self.resend_ready:
+            self.resend_ready = False
+            for name, job in self.jobs.items():
+                if job.state is JobState.READY:
+                    out.append(self._release(name, job))
+        self._skips(out)
+        return [i for i in out if i is not None]
+
+    def _skips(self, out: list[Instruction]) -> None:
+        while self.maybe_skip:
+            name = self.maybe_skip.popleft()
+            job = self.jobs[name]
+            if job.state is JobState.PENDING and not job.retry_due:
+                out.append(MarkJob(self.name, self.run, name, job.attempt, JobState.SKIPPED,
+                                   "an upstream job did not succeed"))
+                self._set(name, JobState.SKIPPED)
+
+    def _cancel_all(self, now: float, out: list[Instruction]) -> None:
+        for name, job in self.jobs.items():
+            job.retry_due = False
+            self._cancel_job(name, now, out, self.cancel_reason)
+
+    def _cancel_job(self, name: str, now: float, out: list[Instruction], reason: str) -> None:
+        job = self.jobs[name]
+        if job.state is JobState.PENDING:
+            out.append(MarkJob(self.name, self.run, name, job.attempt, JobState.CANCELED, reason))
+            self._set(name, JobState.CANCELED)
+        elif not job.state.terminal:
+            if job.cancel_sent is None or now - job.cancel_sent >= CANCEL_RESEND:
+                job.cancel_sent = now
+                out.append(CancelRunning(self.name, self.run, name, job.attempt,
+                                         job.spec.pool_name, reason))
+        else:
+            self.cancel_one.discard(name)
+            job.retry_due = False
+
+    def _retries(self, now: float, out: list[Instruction]) -> None:
+        for name, job in self.jobs.items():
+            if not job.retry_due:
+                continue
+            delay = retry_delay(job.spec, job.attempt) if job.state is JobState.FAILED else 0.0
+            attempt = job.attempt + 1
+            self._new_attempt(name, attempt, now + delay if delay else 0.0)
+            out.append(MarkJob(self.name, self.run, name, attempt, JobState.PENDING,
+                               f"retry (attempt {attempt})", job.not_before or None))
+
+    def _new_attempt(self, name: str, attempt: int, not_before: float) -> None:
+        job = self.jobs[name]
+        self._set(name, JobState.PENDING, force=True)
+        job.attempt, job.retry_due, job.cancel_sent = attempt, False, None
+        job.not_before = not_before
+        job.unmet = sum(1 for p in job.parents
+                        if not self._satisfies(self.jobs[p], self.jobs[p].state))
+        if job.unmet == 0:
+            self.maybe_ready.append(name)
+        elif any(self._blocks(self.jobs[p]) for p in job.parents):
+            self.maybe_skip.append(name)
+
+    def _blocks(self, parent: Job) -> bool:
+        """A parent that ended for good without satisfying its children."""
+        return (parent.state.terminal and not parent.retry_due
+                and not self._satisfies(parent, parent.state))
+
+    def _releases(self, now: float, out: list[Instruction]) -> None:
+        waiting: list[str] = []
+        while self.maybe_ready and self.active < self.parallel:
+            name = self.maybe_ready.popleft()
+            job = self.jobs[name]
+            if job.state is not JobState.PENDING or job.unmet > 0 or job.retry_due:
+                continue
+            if job.not_before > now:
+                waiting.append(name)
+                continue
+            self._set(name, JobState.READY)
+            out.append(self._release(name, job))
+        self.maybe_ready.extendleft(reversed(waiting))
+
+    def _release(self, name: str, job: Job) -> Instruction:
+        try:
+            spec = self._resolve(job)
+        except MissingOutput as exc:
+            self._set(name, JobState.FAILED)
+            return MarkJob(self.name, self.run, name, job.attempt, JobState.FAILED,
+                           f"parent '{exc.job}' has no output '{exc.key}'")
+        return ReleaseJob(self.name, self.run, name, job.attempt, job.spec.pool_name, spec,
+                          self.base_dir)
+
+    def _resolve(self, job: Job) -> JobSpec:
+        outputs = {p: self.jobs[p].outputs for p in job.parents}
+        s = job.spec
+        update: dict[str, Any] = {}
+        if s.exec is not None:
+            update["exec"] = substitute(s.exec, outputs, self.variables)
+        if s.args:
+            update["args"] = [substitute(a, outputs, self.variables) for a in s.args]
+        if s.env:
+            update["env"] = {k: substitute(v, outputs, self.variables) for k, v in s.env.items()}
+        return s.model_copy(update=update) if update else s
+
+    def next_wakeup(self) -> float | None:
+        times = [j.not_before for j in self.jobs.values()
+                 if j.state is JobState.PENDING and j.not_before > 0 and j.unmet == 0]
+        if self.cancel_requested or self.cancel_one:
+            times += [(j.cancel_sent or 0) + CANCEL_RESEND for j in self.jobs.values()
+                      if j.cancel_sent is not None and not j.state.terminal]
+        return min(times) if times else None
+
+    @property
+    def finished(self) -> bool:
+        return self.active == 0 and not self.maybe_ready and all(
+            j.state.terminal and not j.retry_due for j in self.jobs.values())
+
+
+class SchedulerCore:
+    """All runs, keyed by workflow name. Feed it the EVENTS log in order."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, WorkflowRun] = {}
+        self.dirty: set[str] = set()
+        self.stale: list[WorkflowRun] = []  # replaced runs whose active jobs get canceled
+
+    def apply(self, msg: Any) -> None:
+        wf = getattr(msg, "workflow", None)
+        if wf is None:
+            return
+        run = self.runs.get(wf)
+        if isinstance(msg, WorkflowSubmitted):
+            if run is not None and run.run == msg.run:
+                return
+            if run is not None and not run.finished:
+                run.request_cancel("replaced by a new run")
+                self.stale.append(run)
+            self.runs[wf] = WorkflowRun(msg)
+            self.dirty.add(wf)
+            return
+        if run is None or getattr(msg, "run", None) != run.run:
+            return
+        if isinstance(msg, WorkflowCancelRequested):
+            run.request_cancel(msg.reason)
+        elif isinstance(msg, WorkflowRetryRequested):
+            run.request_retry()
+        elif isinstance(msg, JobCancelRequested):
+            if msg.job in run.jobs:
+                run.cancel_one.add(msg.job)
+        elif isinstance(msg, WorkflowDeleted):
+            run.request_cancel("workflow deleted")
+            self.stale.append(run)
+            del self.runs[wf]
+            self.dirty.discard(wf)
+            return
+        else:
+            run.apply_event(msg)
+        self.dirty.add(wf)
+
+    def reconcile(self) -> None:
+        """After a replay: everything may need a decision, and READY jobs are sent again
+        (a crash may have come between the ready event and the job message)."""
+        for run in self.runs.values():
+            run.resend_ready = True
+            self.dirty.add(run.name)
+
+    def decide(self, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
+        for run in self.stale:
+            out += [i for i in run.decide(now) if isinstance(i, CancelRunning)]
+        self.stale = [r for r in self.stale if not r.finished and r.active]
+        for wf in sorted(self.dirty):
+            run = self.runs.get(wf)
+            if run is not None:
+                out += run.decide(now)
+        self.dirty = {wf for wf, r in self.runs.items() if r.next_wakeup() is not None}
+        return out
+
+    def next_wakeup(self) -> float | None:
+        times = [t for r in self.runs.values() if (t := r.next_wakeup()) is not None]
+        return min(times) if times else None
