@@ -38,7 +38,7 @@ from .stack import Stack, StackBusy
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="jobmesh: run workflows of jobs here, over SSH, and on Slurm/LSF.")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never break a path in two
 SUPPORTED_KINDS = {"local"}
 
 
@@ -337,7 +337,9 @@ for _name, _help in (("scheduler", "Run the scheduler service alone (--nats URL)
 def main() -> None:
     """Entry point: every error a user can cause is a message, never a traceback."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except SpecError as exc:

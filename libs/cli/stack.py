@@ -110,12 +110,7 @@ class Stack:
                 t.cancel()
             if os.environ.get("JOBMESH_DEBUG"):
                 print(f"services stopped in {time.monotonic() - t0:.2f}s; pending={pending}")
-        try:
-            # Every publish was acked already; close rather than drain (drain waits on
-            # the ordered consumers' flow control).
-            await self.nc.close()
-        except Exception:
-            pass
+        await bus.close(self.nc)
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
         self._release_lock()

@@ -198,3 +198,16 @@ class LogFollower:
                 await self.sub.unsubscribe()
             except Exception:
                 pass
+
+
+async def close(nc: NATS) -> None:
+    """Flush what was written and close. (``drain`` can wait out its whole timeout on the
+    ordered consumers' flow control; every publish here was acked already.)"""
+    try:
+        await nc.flush(timeout=2)
+    except Exception:
+        pass
+    try:
+        await nc.close()
+    except Exception:
+        pass

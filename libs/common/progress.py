@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _PREFIXES = ("# cloudmesh ", "# jobmesh ")
@@ -82,6 +82,7 @@ class LogScan:
     status: str | None = None
     outputs: dict[str, Any] | None = None
     lines: int = 0
+    updates: list[tuple[float | None, str | None]] = field(default_factory=list)
 
 
 def scan(text: str, into: LogScan | None = None) -> LogScan:
@@ -99,6 +100,8 @@ def scan(text: str, into: LogScan | None = None) -> LogScan:
                 result.msg = parsed.msg
             if parsed.status is not None:
                 result.status = parsed.status
+            if parsed.progress is not None or parsed.msg is not None:
+                result.updates.append((result.progress, result.msg))
         elif isinstance(parsed, OutputLine):
             result.outputs = {**(result.outputs or {}), parsed.key: parsed.value}
     return result

@@ -110,13 +110,19 @@ class ExecutorService:
                 finally:
                     slots.release()
 
+            stopper = asyncio.create_task(stop.wait())
             while not stop.is_set():
                 # One message per fetch: a lingering fetch of one returns as soon as work
                 # arrives (a batched one waits for its whole batch), and queued work comes
                 # back at one round trip each. Launches run concurrently, up to ``batch``.
                 await slots.acquire()
+                fetch = asyncio.create_task(psub.fetch(1, timeout=1.0))
+                await asyncio.wait({fetch, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    fetch.cancel()
+                    break
                 try:
-                    msgs = await psub.fetch(1, timeout=1.0)
+                    msgs = fetch.result()
                 except asyncio.TimeoutError:
                     slots.release()
                     continue
@@ -131,6 +137,7 @@ class ExecutorService:
                     task = asyncio.create_task(handle(m))
                     handling.add(task)
                     task.add_done_callback(handling.discard)
+            stopper.cancel()
             if handling:
                 await asyncio.wait(handling, timeout=10)
         finally:
@@ -138,7 +145,7 @@ class ExecutorService:
             await cancel_sub.unsubscribe()
             await self.executor.close()
             if self._nc is None:
-                await nc.drain()
+                await bus.close(nc)
 
     async def _handle(self, msg: Any) -> None:
         try:

@@ -36,6 +36,8 @@ from .base import Emit, Executor, InvalidJobError, SubmitError
 
 KILL_GRACE = 5.0      # seconds between SIGTERM and SIGKILL on cancel
 MAX_READ = 1 << 20    # log bytes read per job per tick
+TOOLS = os.path.dirname(sys.executable)  # where the jobmesh command is, for jobs' PATH
+MAX_STEPS = 20        # progress lines published one by one per tick; beyond, the last
 
 
 @dataclass
@@ -140,8 +142,9 @@ class LocalExecutor(Executor):
             shutil.copyfile(src, rdir / name)
         if job.spec.venv and not Path(job.spec.venv, "bin", "python").exists():
             raise InvalidJobError(f"venv {job.spec.venv} has no bin/python")
-        (rdir / "wrapper.sh").write_text(rundir.wrapper(job, str(rdir), python=sys.executable
-                                         if job.spec.job_type == "ipynb" else "python3"))
+        python = sys.executable if job.spec.job_type == "ipynb" else "python3"
+        (rdir / "wrapper.sh").write_text(rundir.wrapper(job, str(rdir), python=python,
+                                                        tools=TOOLS))
 
     async def attach(self, job: JobReady, native_id: str) -> None:
         if _key(job) in self.tracked:
@@ -268,12 +271,18 @@ class LocalExecutor(Executor):
         return True
 
     async def _report(self, t: Tracked) -> None:
+        """Publish the progress lines read since the last report: each one while there
+        are few (so a watcher sees 10, 20, ... 100 in order), only the last of a flood."""
         s = t.scan
-        now = (s.progress, s.msg, json.dumps(s.outputs, sort_keys=True) if s.outputs else None)
-        if now != t.sent:
-            t.sent = now
-            await self.emit(JobProgressed(**_ids(t.job), progress=s.progress, msg=s.msg,
-                                          outputs=s.outputs, time=time.time()))
+        outputs = json.dumps(s.outputs, sort_keys=True) if s.outputs else None
+        steps = s.updates[-MAX_STEPS:] or [(s.progress, s.msg)]
+        s.updates = []
+        for progress, msg in steps:
+            now = (progress, msg, outputs)
+            if now != t.sent:
+                t.sent = now
+                await self.emit(JobProgressed(**_ids(t.job), progress=progress, msg=msg,
+                                              outputs=s.outputs, time=time.time()))
 
     async def _finish(self, t: Tracked) -> None:
         if t.done:
@@ -284,6 +293,8 @@ class LocalExecutor(Executor):
         if t.partial:
             scan(t.partial.decode("utf-8", "replace"), t.scan)
             t.partial = b""
+        if t.scan.updates:
+            await self._report(t)
         code = rundir.parse_exit(_read_text(t.dir / "exit"))
         if code is None and (t.dir / "exit").exists():
             await asyncio.sleep(0.05)  # the wrapper is writing it right now

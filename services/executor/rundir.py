@@ -62,9 +62,10 @@ def command(job: JobReady, python: str = "python3") -> str:
     return "true"
 
 
-def wrapper(job: JobReady, rdir: str, python: str = "python3") -> str:
+def wrapper(job: JobReady, rdir: str, python: str = "python3", tools: str | None = None) -> str:
     """The POSIX sh script that runs the job. It survives its launcher (HUP ignored, own
-    session), records its pid and, when the job ends, the exit code."""
+    session), records its pid and, when the job ends, the exit code. ``tools`` is a
+    directory appended to PATH so jobs can call ``jobmesh progress``."""
     env = {
         "JOBMESH_WORKFLOW": job.workflow,
         "JOBMESH_JOB": job.job,
@@ -79,6 +80,8 @@ def wrapper(job: JobReady, rdir: str, python: str = "python3") -> str:
             raise InvalidJobError(f"env name {key!r} is not a valid variable name")
         env[key] = value
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+    if tools:
+        exports += f'\nexport PATH="$PATH":{shlex.quote(tools)}'
     return f"""#!/bin/sh
 # jobmesh wrapper for {job.workflow}/{job.job} attempt {job.attempt}
 cd {shlex.quote(rdir)} || exit 97

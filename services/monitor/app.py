@@ -77,7 +77,7 @@ class MonitorService:
             if self.dirty and follower.caught_up:
                 await self._flush()
             if self._nc is None:
-                await nc.drain()
+                await bus.close(nc)
 
     async def _put_spec(self, wf: str) -> None:
         spec = self.fold.specs.get(wf)

@@ -63,7 +63,7 @@ class SchedulerService:
             stopper.cancel()
             await follower.stop()
             if self._nc is None:
-                await nc.drain()
+                await bus.close(nc)
 
     async def _execute(self, nc: Any, js: Any, instructions: list[Instruction]) -> None:
         await asyncio.gather(*(self._one(nc, js, i) for i in instructions))

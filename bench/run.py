@@ -1,0 +1,307 @@
+"""jobmesh overhead benchmark: `jobmesh run` against a plain-subprocess floor runner.
+
+Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--keep]
+Every job is `true`, so all measured time is orchestration and process-spawn overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import networkx as nx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+BENCH = Path(__file__).resolve().parent
+JOBMESH = str(Path(sys.executable).with_name("jobmesh"))
+JOB_PROCS = {"sh", "bash", "true"}  # short-lived job processes; everything else is the stack
+FAILURES = (RuntimeError, OSError, ValueError, KeyError, subprocess.SubprocessError)
+console = Console(width=max(150, shutil.get_terminal_size().columns))
+
+
+# ---------------------------------------------------------------- workloads: {job: [parents]}
+def chain(n):
+    return {f"j{i}": [f"j{i - 1}"] if i else [] for i in range(n)}
+
+
+def fanout(n):
+    return {"start": [], **{f"p{i}": ["start"] for i in range(n)}, "end": [f"p{i}" for i in range(n)]}
+
+
+def layers(depth, width):
+    return {f"l{d}_{w}": [f"l{d - 1}_{v}" for v in range(width)] if d else []
+            for d in range(depth) for w in range(width)}
+
+
+def write_yaml(name, parents, folder):
+    """cloudmesh-cc style workflow; dependencies as `after:` lists."""
+    nodes = {j: {"exec": "true", **({"after": ps} if ps else {})} for j, ps in parents.items()}
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "workflow": {"nodes": nodes}}, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------- floor runner
+def run_floor(parents, workers):
+    """N threads run `bash -c true` per job; a job starts once all its parents finished."""
+    g = nx.DiGraph([(p, j) for j, ps in parents.items() for p in ps])
+    g.add_nodes_from(parents)
+    order = {j: i for i, j in enumerate(nx.topological_sort(g))}
+    missing = {j: g.in_degree(j) for j in g}
+    ready, lock, done, failed = queue.PriorityQueue(), threading.Lock(), [0], []
+    for j in g:
+        if not missing[j]:
+            ready.put((order[j], j))
+
+    def worker():
+        while (job := ready.get()[1]) is not None:
+            if subprocess.run(["bash", "-c", "true"], timeout=60, check=False).returncode:
+                failed.append(job)
+            with lock:
+                done[0] += 1
+                for c in g.successors(job):
+                    missing[c] -= 1
+                    if not missing[c]:
+                        ready.put((order[c], c))
+                if done[0] == len(g):  # all done: one stop marker per worker
+                    for _ in range(workers):
+                        ready.put((-1, None))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        raise RuntimeError(f"floor runner: jobs failed: {failed[:5]}")
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- jobmesh runner
+def proc_tree(root):
+    """{pid: comm} of root and all its descendants, from /proc/*/stat."""
+    kids, comm = {}, {}
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            head, rest = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        comm[int(d)] = head.split("(", 1)[1]
+        kids.setdefault(int(rest.split()[1]), []).append(int(d))
+    tree, todo = {}, [root]
+    while todo:
+        p = todo.pop()
+        if p in comm:
+            tree[p] = comm[p]
+            todo += kids.get(p, [])
+    return tree
+
+
+def rss_kb(pid):
+    try:
+        m = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return 0
+    return int(m.group(1)) if m else 0
+
+
+def sample_memory(proc, peak, stop):
+    """Every 50 ms sum VmRSS over the jobmesh process tree; keep the peak."""
+    while proc.poll() is None and not stop.is_set():
+        tree = proc_tree(proc.pid)
+        rss = {p: rss_kb(p) for p in tree}
+        stack = [p for p in tree if tree[p] not in JOB_PROCS]
+        peak["stack_kb"] = max(peak.get("stack_kb", 0), sum(rss[p] for p in stack))
+        peak["tree_kb"] = max(peak.get("tree_kb", 0), sum(rss.values()))
+        peak["procs"] = sorted(set(peak.get("procs", [])) | {tree[p] for p in stack})
+        time.sleep(0.05)
+
+
+def kill_tree(proc):
+    """Stop our jobmesh child and its descendants (nats-server lives in its own session)."""
+    pids = list(proc_tree(proc.pid))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+
+
+def ts(s):
+    return datetime.fromisoformat(s).timestamp()
+
+
+def run_jobmesh(path, name, workers, timeout, keep, memory=False):
+    home = tempfile.mkdtemp(prefix="jmbench-home-")
+    env = {**os.environ, "JOBMESH_HOME": home}
+    cmd = [JOBMESH, "run", str(path), "--quiet", "--parallel", str(workers)]
+    peak, stop = {}, threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if memory:
+        threading.Thread(target=sample_memory, args=(proc, peak, stop), daemon=True).start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        _, err = proc.communicate()
+        raise RuntimeError(f"jobmesh timed out after {timeout}s on {name} (JOBMESH_HOME {home})"
+                           f"\n--- stderr:\n{err[-3000:]}") from None
+    finally:
+        stop.set()
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"jobmesh exited {proc.returncode} on {name} (JOBMESH_HOME {home})"
+                           f"\n--- stderr:\n{err[-3000:]}\n--- stdout (tail):\n{out[-1500:]}")
+    m = re.search(r"^state: (.+)$", err + out, re.MULTILINE)
+    if m and Path(m.group(1)).exists():
+        st = json.loads(Path(m.group(1)).read_text())
+    else:  # fall back to the status command
+        st = json.loads(subprocess.run([JOBMESH, "status", name, "-o", "json"], env=env, check=True,
+                                       capture_output=True, text=True, timeout=120).stdout)
+    bad = [j for j, v in st["jobs"].items() if v["state"] != "SUCCEEDED"]
+    if st["state"] != "SUCCEEDED" or bad:
+        raise RuntimeError(f"jobmesh run {name} ended {st['state']}; not succeeded: {bad[:5]}")
+    jobs = st["jobs"].values()
+    end = max(ts(j["ended"]) for j in jobs)
+    res = {"wall": wall, "workflow": end - min(ts(j["started"]) for j in jobs),
+           "submit_to_end": end - ts(st["created"]), "jobs": len(st["jobs"])}
+    if memory:
+        res.update(peak_stack_mb=peak.get("stack_kb", 0) / 1024, stack_processes=peak.get("procs", []),
+                   peak_tree_mb=peak.get("tree_kb", 0) / 1024)
+    if keep:
+        res["home"] = home
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+    return res
+
+
+def retry_once(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except FAILURES as e:  # jobmesh is under active development: one retry, then report
+        console.print(f"[yellow]run failed, retrying once:[/] {e}")
+        return fn(*args, **kw)
+
+
+# ---------------------------------------------------------------- report
+COLS = {"workload": "workload", "jobs": "jobs", "floor_s": "floor s", "wall_s": "jobmesh wall s",
+        "workflow_s": "jobmesh workflow s", "submit_to_end_s": "submit→end s",
+        "floor_ms_job": "floor ms/job", "wall_ms_job": "jm wall ms/job",
+        "workflow_ms_job": "jm workflow ms/job", "ratio_workflow": "ratio workflow",
+        "ratio_wall": "ratio wall"}
+
+
+def fmt(key, v):
+    if key in ("workload", "jobs"):
+        return str(v)
+    return f"{v:.1f}x" if key.startswith("ratio") else f"{v:.1f}" if key.endswith("ms_job") else f"{v:.2f}"
+
+
+def summarize(label, parents, floor, jm):
+    k, f = len(parents), statistics.median(floor)
+    w, wf, se = (statistics.median(r[key] for r in jm) for key in ("wall", "workflow", "submit_to_end"))
+    return {"workload": label, "jobs": k, "floor_s": f, "wall_s": w, "workflow_s": wf,
+            "submit_to_end_s": se, "floor_ms_job": 1000 * f / k, "wall_ms_job": 1000 * w / k,
+            "workflow_ms_job": 1000 * wf / k, "ratio_workflow": wf / f, "ratio_wall": w / f,
+            "floor_runs": floor, "jobmesh_runs": jm}
+
+
+def report(rows, big, n, repeat):
+    """Print the rich table and the markdown version; return the markdown."""
+    cells = [[fmt(k, r[k]) for k in COLS] for r in rows]
+    t = Table(title=f"jobmesh vs plain-subprocess floor ({n} workers, median of {repeat})")
+    for h in COLS.values():
+        t.add_column(h, justify="left" if h == "workload" else "right")
+    for c in cells:
+        t.add_row(*c)
+    console.print(t)
+    if big["completed"]:
+        line = (f"Fan-out start -> {big['size']} -> end: completed in {big['wall']:.1f} s end to end "
+                f"({big['workflow']:.1f} s in-workflow, floor {big['floor_s']:.1f} s); peak RSS of "
+                f"{' + '.join(big['stack_processes'])}: {big['peak_stack_mb']:.0f} MB.")
+    else:
+        line = f"Fan-out start -> {big['size']} -> end: FAILED ({big['error'].splitlines()[0]})"
+    console.print(line)
+    md = ["| " + " | ".join(COLS.values()) + " |", "|" + "---|" * len(COLS)]
+    md = "\n".join(md + ["| " + " | ".join(c) + " |" for c in cells] + ["", line])
+    print(f"\nMarkdown (for docs/benchmarks.md):\n\n{md}\n")
+    return md
+
+
+# ---------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 repeat, 1,000-job fan-out")
+    ap.add_argument("--repeat", type=int, help="repeats per measurement (default 3, quick 1)")
+    ap.add_argument("--big", type=int, help="size of the big fan-out (default 5000, quick 1000)")
+    ap.add_argument("--keep", action="store_true", help="keep each run's JOBMESH_HOME")
+    args = ap.parse_args()
+    repeat = args.repeat or (1 if args.quick else 3)
+    big_n = args.big or (1000 if args.quick else 5000)
+    n = os.cpu_count() or 1
+    tmp = tempfile.mkdtemp(prefix="jmbench-")
+    console.print(f"jobmesh bench: {n} workers, {repeat} repeat(s), big fan-out {big_n}, "
+                  f"workflows in {tmp}")
+
+    rows, errors = [], {}
+    workloads = {"W1 chain 50": chain(50), "W2 fan-out 200": fanout(200),
+                 "W3 layers 10x20": layers(10, 20)}
+    for label, parents in workloads.items():
+        name = label.split()[0].lower()
+        path, floor, jm = write_yaml(name, parents, tmp), [], []
+        try:
+            for i in range(repeat):
+                floor.append(run_floor(parents, n))
+                jm.append(retry_once(run_jobmesh, path, name, n, 120 + 2 * len(parents), args.keep))
+                console.print(f"  {label} #{i + 1}: floor {floor[-1]:.2f}s, jobmesh wall "
+                              f"{jm[-1]['wall']:.2f}s, workflow {jm[-1]['workflow']:.2f}s")
+        except FAILURES as e:
+            console.print(f"[red]{label} FAILED:[/] {e}")
+            errors[label] = str(e)
+            continue
+        rows.append(summarize(label, parents, floor, jm))
+
+    console.print(f"big fan-out: start -> {big_n} -> end (once, sampling RSS every 50 ms)")
+    path = write_yaml("big", fanout(big_n), tmp)
+    try:
+        big = retry_once(run_jobmesh, path, "big", n, 600 + big_n, args.keep, memory=True)
+        big.update(completed=True, floor_s=run_floor(fanout(big_n), n))
+    except FAILURES as e:
+        console.print(f"[red]big fan-out FAILED:[/] {e}")
+        big = {"completed": False, "error": str(e)}
+    big["size"] = big_n
+
+    md = report(rows, big, n, repeat)
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=BENCH, check=False,
+                         capture_output=True, text=True)
+    out = {"date": datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+           "cpus": n, "python": platform.python_version(), "commit": git.stdout.strip(),
+           "repeat": repeat, "workloads": rows, "big_fanout": big, "errors": errors, "markdown": md}
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / "latest.json").write_text(json.dumps(out, indent=2))
+    console.print(f"results: {BENCH / 'results' / 'latest.json'}")
+    return 1 if errors or not big["completed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

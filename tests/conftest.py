@@ -1,0 +1,175 @@
+"""Shared fixtures: a real nats-server per test, services as real processes, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+JOBMESH = str(BIN / "jobmesh")
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll pred until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def write_workflow(folder: Path, name: str, nodes: dict[str, Any], deps: list[str],
+                   files: dict[str, str] | None = None, **top: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, text in (files or {}).items():
+        (folder / fname).write_text(text)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, **top,
+                                    "workflow": {"nodes": nodes, "dependencies": deps}},
+                                   sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+def cli(home: Path, *args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JOBMESH_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([JOBMESH, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, **kw)
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Any:
+    from jobmesh.cli import natsserver
+
+    server = natsserver.start(tmp_path / "nats")
+    yield server
+    server.stop()
+
+
+class Bus:
+    """Synchronous access to the bus for tests: each call opens its own connection."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def call(self, fn: Callable[[Any], Any]) -> Any:
+        from jobmesh.common import bus
+        from jobmesh.common.settings import Settings
+
+        async def go() -> Any:
+            nc = await bus.connect(Settings(nats_url=self.url), "jobmesh-test")
+            try:
+                js = nc.jetstream()
+                await bus.ensure(js)
+                return await fn(js)
+            finally:
+                await nc.close()
+
+        return asyncio.run(go())
+
+    def submit(self, path: Path, parallel: int = 4) -> tuple[str, int]:
+        from jobmesh.common import ops
+        from jobmesh.common.loader import load_workflow
+
+        wf = load_workflow(path).workflow
+        return self.call(lambda js: ops.submit(js, wf, parallel))
+
+    def snapshot(self, wf: str) -> Any:
+        from jobmesh.common import ops
+
+        return self.call(lambda js: ops.snapshot(js, wf))
+
+    def wait(self, wf: str, pred: Callable[[Any], bool], timeout: float, what: str) -> Any:
+        def check() -> Any:
+            snap = self.snapshot(wf)
+            return snap if snap is not None and pred(snap) else None
+
+        return wait_until(check, timeout, what, every=0.1)
+
+    def events(self, wf: str, job: str | None = None) -> list[Any]:
+        """Every message of the EVENTS log for a workflow (or one job), in order."""
+        from jobmesh.common import bus, subjects
+
+        async def go(js: Any) -> list[Any]:
+            subject = subjects.events(wf, job) if job else subjects.workflow_events(wf)
+            sub = await js.subscribe(subject, stream=subjects.STREAM_EVENTS,
+                                     ordered_consumer=True)
+            out = []
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1)
+                except asyncio.TimeoutError:
+                    break
+                out.append(bus.decode_log(msg.data))
+                if msg.metadata.num_pending == 0:
+                    break
+            await sub.unsubscribe()
+            return out
+
+        return self.call(go)
+
+
+@pytest.fixture
+def bus(nats: Any) -> Bus:
+    return Bus(nats.url)
+
+
+class Services:
+    """The services as separate processes, so tests can SIGKILL one and restart it."""
+
+    def __init__(self, url: str, home: Path, logs: Path):
+        self.url, self.home, self.logs = url, home, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
+        module = name.split(":")[0]
+        log = open(self.logs / f"{name.replace(':', '_')}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"jobmesh.{module}", "--nats", self.url, *extra],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "JOBMESH_HOME": str(self.home)})
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+
+
+@pytest.fixture
+def services(nats: Any, home: Path, tmp_path: Path) -> Any:
+    s = Services(nats.url, home, tmp_path)
+    yield s
+    s.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

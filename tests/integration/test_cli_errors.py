@@ -1,0 +1,95 @@
+"""Bad input gets a short error naming the file, line and field, exit code 2, and no
+traceback, from `jobmesh validate` and `jobmesh run` alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+
+pytestmark = pytest.mark.integration
+
+
+def check(home: Path, path: Path, *needles: str) -> str:
+    for command in ("validate", "run"):
+        res = cli(home, command, str(path))
+        assert res.returncode == 2, (command, res.stdout, res.stderr)
+        assert "Traceback" not in res.stderr + res.stdout
+        for needle in needles:
+            assert needle in res.stderr, (command, needle, res.stderr)
+    assert not (home / "runs").exists(), "bad input must not start anything"
+    return res.stderr
+
+
+def test_cycle_names_the_cycle_and_its_line(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "cyc.yaml"
+    wf.write_text("workflow:\n  nodes:\n    a: {exec: 'true'}\n  dependencies:\n"
+                  "    - a,b,c\n    - c,a\n")
+    err = check(home, wf, "cyc.yaml:6", "dependency cycle")
+    assert "a -> b -> c -> a" in err
+
+
+def test_unknown_kind(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "kind.yaml"
+    wf.write_text("workflow:\n  nodes:\n    a:\n      kind: sssh\n      exec: 'true'\n")
+    check(home, wf, "kind.yaml:4", "node 'a'", "field 'kind'", "unknown kind 'sssh'",
+          "local, ssh")
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "syntax.yaml"
+    wf.write_text("workflow:\n  nodes:\n    a: {exec: 'true'\n    b: {}\n")
+    check(home, wf, "syntax.yaml:4", "YAML syntax error")
+
+
+def test_missing_script(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "missing.yaml"
+    wf.write_text("workflow:\n  nodes:\n    a:\n      script: nothere.sh\n")
+    check(home, wf, "missing.yaml:4", "field 'script'", "script 'nothere.sh' not found")
+
+
+def test_missing_suffix_script(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "suffix.yaml"
+    wf.write_text("workflow:\n  nodes:\n    prep.py: {}\n")
+    check(home, wf, "suffix.yaml:3", "node 'prep.py'", "not next to the workflow file")
+
+
+@pytest.mark.parametrize("name", ["x;touch PWNED", "a b", "../up", "a*"])
+def test_invalid_job_name(tmp_path: Path, home: Path, name: str) -> None:
+    wf = tmp_path / "names.yaml"
+    wf.write_text(f"workflow:\n  nodes:\n    '{name}': {{exec: 'true'}}\n")
+    check(home, wf, "names.yaml:3", "invalid job name")
+    assert not list(tmp_path.glob("PWNED")) and not Path("PWNED").exists()
+
+
+def test_invalid_workflow_name_from_flag(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "ok.yaml"
+    wf.write_text("workflow:\n  nodes:\n    a: {exec: 'true'}\n")
+    res = cli(home, "run", str(wf), "--name", "x;touch PWNED")
+    assert res.returncode == 2 and "invalid workflow name" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_several_problems_reported_together(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "many.yaml"
+    wf.write_text("workflow:\n  nodes:\n    a: {kind: nope}\n    b: {script: gone.sh}\n"
+                  "    c: {exec: 'true', retries: -1, timeout: forever}\n")
+    err = check(home, wf, "many.yaml:3", "many.yaml:4", "many.yaml:5")
+    assert "retries" in err and "timeout" in err and "forever" in err
+
+
+def test_missing_file_and_not_a_workflow(tmp_path: Path, home: Path) -> None:
+    res = cli(home, "validate", str(tmp_path / "nope.yaml"))
+    assert res.returncode == 2 and "no such file" in res.stderr
+    other = tmp_path / "list.yaml"
+    other.write_text("- just\n- a list\n")
+    check(home, other, "workflow:")
+
+
+def test_status_of_unknown_workflow(home: Path) -> None:
+    res = cli(home, "status", "ghost")
+    assert res.returncode == 1 and "no workflow named 'ghost'" in res.stderr
+    res = cli(home, "status", "bad;name")
+    assert res.returncode == 2 and "invalid workflow name" in res.stderr
