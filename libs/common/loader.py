@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from .names import InvalidName, check_job, check_workflow
+from .placeholders import parent_refs
 from .ranges import expand, expand_one
 from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow
 
@@ -164,6 +165,12 @@ class _Builder:
                     edges.append((parent, job.name))
                     edge_lines[(parent, job.name)] = self.lines.get(
                         "workflow", "nodes", job.name, "after")
+        parents_of: dict[str, set[str]] = {n: set() for n in jobs}
+        for a, b in edges:
+            if b in parents_of:
+                parents_of[b].add(a)
+        for job in jobs.values():
+            self._check_refs(job, parents_of[job.name])
         colors = dict(DEFAULT_COLORS)
         colors.update(self._colors(data.get("colors")))
         if self.issues:
@@ -287,6 +294,7 @@ class _Builder:
             if script is False:
                 continue
             merged["script"] = script
+            self._venv(name, merged, path)
             if merged.get("exec") is not None:
                 merged["exec"] = str(merged["exec"])
             try:
@@ -327,6 +335,34 @@ class _Builder:
             return str(full)
         default = self.base / f"{name}.sh"
         return str(default.resolve()) if default.is_file() else None
+
+    def _check_refs(self, job: JobSpec, parents: set[str]) -> None:
+        """{parents.X.outputs.K} must name a parent of this job."""
+        fields: list[tuple[str, str]] = []
+        if job.exec is not None:
+            fields.append(("exec", job.exec))
+        fields += [("args", a) for a in job.args]
+        fields += [("env", v) for v in job.env.values()]
+        if job.label:
+            fields.append(("label", job.label))
+        for fld, text in fields:
+            for ref, key in parent_refs(text):
+                if ref not in parents:
+                    self.err(f"{{parents.{ref}.outputs.{key}}} refers to '{ref}', which is not "
+                             f"a parent of '{job.name}'; add a dependency {ref},{job.name}",
+                             "workflow", "nodes", job.name, fld, node=job.name, field=fld)
+
+    def _venv(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
+        venv = attrs.get("venv")
+        if venv is None or attrs.get("kind", "local") != "local":
+            return
+        full = Path(os.path.expandvars(os.path.expanduser(str(venv))))
+        if not (full / "bin" / "python").exists():
+            self.err(f"venv '{venv}' not found (no {full}/bin/python); create it with "
+                     f"'python3 -m venv {venv}' or fix the path", *path, "venv",
+                     node=name, field="venv")
+            return
+        attrs["venv"] = str(full)
 
     def _colors(self, colors: Any) -> dict[str, str]:
         if colors is None:

@@ -68,6 +68,9 @@ class JobSpec(BaseModel):
     retry_delay: float = 0.0
     allow_failure: bool = False
     after: list[str] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)  # notebook parameters
+    inputs: list[str] = Field(default_factory=list)   # files/globs staged into the run dir
+    outputs: list[str] = Field(default_factory=list)  # files/globs copied back on success
 
     @field_validator("args", mode="before")
     @classmethod
@@ -83,6 +86,19 @@ class JobSpec(BaseModel):
     def _env(cls, v: Any) -> Any:
         if isinstance(v, dict):
             return {k: (str(x) if isinstance(x, (int, float, bool)) else x) for k, x in v.items()}
+        return v
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _files(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list):
+            for item in v:
+                text = str(item)
+                if text.startswith(("/", "~")) or ".." in text.replace("\\", "/").split("/"):
+                    raise ValueError(f"{text!r} must be a path inside the workflow's folder "
+                                     "(relative, without '..')")
         return v
 
     @field_validator("after", mode="before")

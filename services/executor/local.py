@@ -77,6 +77,7 @@ class LocalExecutor(Executor):
         self.swept = asyncio.Event()  # set after each pass over the watched jobs
 
     async def start(self) -> None:
+        self.pylib = _helper_lib(self.workdir)
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick_loop())
 
@@ -142,9 +143,12 @@ class LocalExecutor(Executor):
             shutil.copyfile(src, rdir / name)
         if job.spec.venv and not Path(job.spec.venv, "bin", "python").exists():
             raise InvalidJobError(f"venv {job.spec.venv} has no bin/python")
+        for rel in stage_files(Path(job.base_dir), job.spec.inputs, "input"):
+            (rdir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(job.base_dir) / rel, rdir / rel)
         python = sys.executable if job.spec.job_type == "ipynb" else "python3"
         (rdir / "wrapper.sh").write_text(rundir.wrapper(job, str(rdir), python=python,
-                                                        tools=TOOLS))
+                                                        tools=TOOLS, pylib=self.pylib))
 
     async def attach(self, job: JobReady, native_id: str) -> None:
         if _key(job) in self.tracked:
@@ -315,14 +319,23 @@ class LocalExecutor(Executor):
             event = JobFailed(**ids, reason="the job's process was killed before it could "
                               "record an exit code", progress=s.progress, msg=s.msg, time=now)
         elif code != 0:
-            event = JobFailed(**ids, exit_code=code, reason=rundir.describe_exit(code),
+            told = _read_text(t.dir / "reason").strip()
+            event = JobFailed(**ids, exit_code=code, reason=told or rundir.describe_exit(code),
                               progress=s.progress, msg=s.msg, outputs=outputs or None, time=now)
         elif s.status == "failed":
             event = JobFailed(**ids, exit_code=code, reason="the job reported status=failed",
                               progress=s.progress, msg=s.msg, outputs=outputs or None, time=now)
         else:
-            event = JobSucceeded(**ids, exit_code=0, progress=s.progress, msg=s.msg,
-                                 outputs=outputs or None, time=now)
+            try:
+                for rel in stage_files(t.dir, t.job.spec.outputs, "output"):
+                    dest = Path(t.job.base_dir) / rel
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(t.dir / rel, dest)
+                event = JobSucceeded(**ids, exit_code=0, progress=s.progress, msg=s.msg,
+                                     outputs=outputs or None, time=now)
+            except (InvalidJobError, OSError) as exc:
+                event = JobFailed(**ids, exit_code=0, reason=str(exc), progress=s.progress,
+                                  msg=s.msg, outputs=outputs or None, time=now)
         await self.emit(event)
         self.tracked.pop(_key(t.job), None)
         if self.on_done is not None:
@@ -337,6 +350,39 @@ class LocalExecutor(Executor):
                 pass
             self._ticker = None
         self.tracked.clear()
+
+
+def stage_files(root: Path, patterns: list[str], what: str) -> list[Path]:
+    """Files under root matching the patterns, as relative paths. A pattern that matches
+    nothing is an error (a declared input or output that is not there)."""
+    found: list[Path] = []
+    base = root.resolve()
+    for pattern in patterns:
+        matches = [p for p in sorted(root.glob(pattern)) if p.is_file()]
+        if not matches:
+            raise InvalidJobError(f"declared {what} '{pattern}' matches no file in {root}")
+        for p in matches:
+            real = p.resolve()
+            if base not in real.parents:
+                raise InvalidJobError(f"{what} '{p}' leaves {root}")
+            found.append(p.relative_to(root))
+    return found
+
+
+def _helper_lib(workdir: Path) -> str:
+    """A folder holding only jobmesh's job-side helpers (jobmesh.progress, .output), for
+    jobs' PYTHONPATH: any Python, even without jobmesh installed, can import them."""
+    import jobmesh
+
+    lib = workdir / ".lib"
+    target = lib / "jobmesh" / "__init__.py"
+    source = Path(jobmesh.__file__).read_text()
+    if not target.exists() or target.read_text() != source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, target)
+    return str(lib)
 
 
 def _ids(job: JobReady) -> dict[str, Any]:

@@ -8,10 +8,13 @@ processes (local, ssh, wsl). Pure functions: they build text and parse file cont
     pid          the wrapper's pid (its process group)
     exit         the exit code, written once when the job ends
     cancel       present when jobmesh asked the job to stop (holds the reason)
+    reason       optional: why the job failed, in the job's own words (notebooks)
+    outputs.json optional: results the job publishes for later jobs
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import PurePosixPath
@@ -57,15 +60,17 @@ def command(job: JobReady, python: str = "python3") -> str:
             return f"{py} -u ./{name} {args}".rstrip()
         return f"{shlex.quote(python)} -u ./{name} {args}".rstrip()
     if kind == "ipynb":
-        py = f"{shlex.quote(spec.venv)}/bin/python" if spec.venv else shlex.quote(python)
-        return f"{py} -m jobmesh.executor.notebook ./{name} {args}".rstrip()
+        # nbclient runs under jobmesh's Python; the kernel under the venv's (JOBMESH_VENV).
+        return f"{shlex.quote(python)} -m jobmesh.executor.notebook ./{name}"
     return "true"
 
 
-def wrapper(job: JobReady, rdir: str, python: str = "python3", tools: str | None = None) -> str:
+def wrapper(job: JobReady, rdir: str, python: str = "python3", tools: str | None = None,
+            pylib: str | None = None) -> str:
     """The POSIX sh script that runs the job. It survives its launcher (HUP ignored, own
     session), records its pid and, when the job ends, the exit code. ``tools`` is a
-    directory appended to PATH so jobs can call ``jobmesh progress``."""
+    directory appended to PATH so jobs can call ``jobmesh progress``; ``pylib`` one
+    appended to PYTHONPATH so any Python can ``from jobmesh import progress``."""
     env = {
         "JOBMESH_WORKFLOW": job.workflow,
         "JOBMESH_JOB": job.job,
@@ -75,13 +80,24 @@ def wrapper(job: JobReady, rdir: str, python: str = "python3", tools: str | None
         "JOBMESH_WORKFLOW_DIR": job.base_dir,
         "PYTHONUNBUFFERED": "1",
     }
+    if job.spec.parameters:
+        env["JOBMESH_PARAMETERS"] = json.dumps(job.spec.parameters)
+    if job.spec.venv:
+        env["JOBMESH_VENV"] = job.spec.venv
+        env["VIRTUAL_ENV"] = job.spec.venv
+    if job.spec.script:
+        env["JOBMESH_NOTEBOOK_NAME"] = PurePosixPath(job.spec.script).stem
     for key, value in job.spec.env.items():
         if not _ENV_KEY.match(key):
             raise InvalidJobError(f"env name {key!r} is not a valid variable name")
         env[key] = value
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+    if job.spec.venv:
+        exports += f'\nexport PATH={shlex.quote(job.spec.venv + "/bin")}:"$PATH"'
     if tools:
         exports += f'\nexport PATH="$PATH":{shlex.quote(tools)}'
+    if pylib:
+        exports += f'\nexport PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{shlex.quote(pylib)}'
     return f"""#!/bin/sh
 # jobmesh wrapper for {job.workflow}/{job.job} attempt {job.attempt}
 cd {shlex.quote(rdir)} || exit 97
