@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from jobmesh.common.loader import SpecError, SpecIssue, load_workflow, parse_workflow
 from jobmesh.common.spec import DEFAULT_COLORS
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jobmesh.common.progress import LogScan, OutputLine, ProgressLine, parse_line, scan
 
 pytestmark = pytest.mark.unit
@@ -70,17 +69,17 @@ def test_ordinary_lines_are_ignored(line: str) -> None:
 
 
 def test_scan_last_line_wins() -> None:
-    log = "\n".join([
-        "starting",
-        "# cloudmesh status=running progress=10 pid=1",
-        "noise # not a progress line",
-        '# jobmesh progress=60 msg="half way"',
-        "# jobmesh output a=1",
-        "# jobmesh output a=2",
-        "# jobmesh output b=x",
-        "# cloudmesh status=done progress=100 pid=1",
-        "bye",
-    ]) + "\n"
+    log = """\
+starting
+# cloudmesh status=running progress=10 pid=1
+noise # not a progress line
+# jobmesh progress=60 msg="half way"
+# jobmesh output a=1
+# jobmesh output a=2
+# jobmesh output b=x
+# cloudmesh status=done progress=100 pid=1
+bye
+"""
     result = scan(log)
     assert result.progress == 100.0
     assert result.status == "done"

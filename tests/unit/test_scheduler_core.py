@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from jobmesh.common.messages import (
     JobCanceled,
     JobCancelRequested,
@@ -66,8 +65,8 @@ class Sim:
     def step(self, now: float = 1.0) -> list[Any]:
         out = self.core.decide(now)
         for i in out:
-            common = dict(workflow=i.workflow, run=i.run, job=i.job, attempt=i.attempt,
-                          time=now)
+            common = {"workflow": i.workflow, "run": i.run, "job": i.job,
+                      "attempt": i.attempt, "time": now}
             if isinstance(i, ReleaseJob):
                 self.feed(JobReadied(pool=i.pool, **common))
             elif isinstance(i, MarkJob):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jobmesh.common.states import (
     CLOUDMESH_STATUS,
     RANK,
