@@ -4,7 +4,7 @@ shape of ``jobmesh status --output json``."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from rich.console import Group
@@ -14,14 +14,11 @@ from rich.text import Text
 
 from jobmesh.common.labels import format_duration
 from jobmesh.common.messages import JobStatus, WorkflowSnapshot
+from jobmesh.common.report import iso, status_json  # noqa: F401  (re-exported)
 
 STYLE = {"PENDING": "dim", "READY": "cyan", "QUEUED": "yellow", "RUNNING": "blue",
          "SUCCEEDED": "green", "FAILED": "bold red", "CANCELED": "magenta", "SKIPPED": "dim"}
 MAX_LIVE_ROWS = 12
-
-
-def iso(t: float | None) -> str | None:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat() if t else None
 
 
 def clock(t: float | None) -> str:
@@ -32,25 +29,6 @@ def duration(js: JobStatus, now: float) -> str:
     if js.started is None:
         return ""
     return format_duration((js.ended or now) - js.started)
-
-
-def status_json(snap: WorkflowSnapshot, log_paths: bool = True) -> dict[str, Any]:
-    """The documented shape scripts rely on (docs/cli.md). Grows only by addition."""
-    counts = {k: v for k, v in snap.counts().items() if v}
-    jobs: dict[str, Any] = {}
-    for name, js in snap.jobs.items():
-        jobs[name] = {
-            "state": js.state.value, "progress": js.progress, "msg": js.msg,
-            "attempt": js.attempt, "native_id": js.native_id, "exit_code": js.exit_code,
-            "reason": js.reason, "started": iso(js.started), "ended": iso(js.ended),
-            "kind": js.kind, "host": js.host, "outputs": js.outputs,
-            "run_dir": js.run_dir,
-            "log": f"{js.run_dir}/job.log" if (js.run_dir and log_paths) else None,
-            "attempts": js.history,
-        }
-    return {"name": snap.name, "run": snap.run, "state": snap.state.value,
-            "created": iso(snap.created), "started": iso(snap.started),
-            "ended": iso(snap.ended), "counts": counts, "jobs": jobs}
 
 
 def summary(snap: WorkflowSnapshot, now: float) -> Text:

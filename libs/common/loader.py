@@ -60,6 +60,7 @@ class _Lines:
 
     def __init__(self, text: str):
         self.lines: dict[tuple[str, ...], int] = {}
+        self.duplicates: list[tuple[tuple[str, ...], int]] = []
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError:
@@ -69,8 +70,12 @@ class _Lines:
 
     def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
             for k, v in node.value:
                 key = str(k.value)
+                if key in seen:  # YAML keeps the last silently; a lost node is worse
+                    self.duplicates.append((path + (key,), k.start_mark.line + 1))
+                seen.add(key)
                 self.lines[path + (key,)] = k.start_mark.line + 1
                 self._walk(v, path + (key,))
         elif isinstance(node, yaml.SequenceNode):
@@ -135,6 +140,13 @@ class _Builder:
             self.err("the file must hold a mapping with a 'workflow:' section "
                      "(with 'nodes:' and 'dependencies:')")
             raise SpecError(self.issues)
+        for dup_path, line in self.lines.duplicates:
+            node = dup_path[2] if dup_path[:2] == ("workflow", "nodes") and len(
+                dup_path) == 3 else None
+            what = f"duplicate node name '{node}'" if node else \
+                f"duplicate key '{dup_path[-1]}' under {'.'.join(dup_path[:-1]) or 'the top'}"
+            self.issues.append(SpecIssue(self.file, line, what + "; each may appear once",
+                                         node=node))
         for key in data:
             if key not in TOP_KEYS:
                 self.err(f"unknown top-level key '{key}'; allowed: {', '.join(sorted(TOP_KEYS))}",
@@ -142,7 +154,8 @@ class _Builder:
         wf = data["workflow"]
         for key in wf:
             if key not in WORKFLOW_KEYS:
-                self.err(f"unknown key '{key}' under workflow:; allowed: nodes, dependencies",
+                self.err(f"unknown key '{key}' under workflow:; allowed: nodes, dependencies, "
+                         "name",
                          "workflow", str(key))
         name = self._workflow_name(data)
         defaults = data.get("defaults") or {}
@@ -186,6 +199,10 @@ class _Builder:
         candidates = [self.name, data.get("name"), data["workflow"].get("name"), self.stem]
         name = next((c for c in candidates if c), None)
         where = ("name",) if data.get("name") else ("workflow", "name")
+        if name is None:
+            self.err("the workflow has no name; set 'name:' in the file or pass one",
+                     field="name")
+            return "invalid"
         try:
             return check_workflow(str(name))
         except InvalidName as exc:

@@ -39,8 +39,8 @@ def substitute(text: str, outputs: Mapping[str, Mapping[str, Any]],
             raise MissingOutput(job, key)
         return as_text(outputs[job][key])
 
-    text = _PARENT.sub(parent, text)
+    # Variables first, so text a parent published is never read as a placeholder.
     if variables:
         text = _VAR.sub(lambda m: as_text(variables[m.group(1)]) if m.group(1) in variables
                         else m.group(0), text)
-    return text
+    return _PARENT.sub(parent, text)

@@ -120,6 +120,8 @@ class Fold:
             return
         target = EVENT_STATE[ev.type]
         if target is JobState.PENDING:
+            if js.state is not JobState.PENDING:
+                return  # a duplicate of the event that started this attempt
             js.reason = ev.reason
         elif not should_apply(js.state, target):
             return

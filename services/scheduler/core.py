@@ -186,14 +186,17 @@ class WorkflowRun:
             self._cancel_all(now, out)
         for name in list(self.cancel_one):
             self._cancel_job(name, now, out, "canceled by user")
+        # Jobs READY before this decide are re-sent after a replay; the ones _releases
+        # makes READY now are sent once, by _releases.
+        resend = [n for n, j in self.jobs.items() if j.state is JobState.READY] \
+            if self.resend_ready else []
+        self.resend_ready = False
         if not self.cancel_requested:
             self._retries(now, out)
             self._releases(now, out)
-        if self.resend_ready:
-            self.resend_ready = False
-            for name, job in self.jobs.items():
-                if job.state is JobState.READY:
-                    out.append(self._release(name, job))
+        for name in resend:
+            if self.jobs[name].state is JobState.READY:
+                out.append(self._release(name, self.jobs[name]))
         self._skips(out)
         return [i for i in out if i is not None]
 
@@ -298,7 +301,7 @@ class WorkflowRun:
 
     @property
     def finished(self) -> bool:
-        return self.active == 0 and not self.maybe_ready and all(
+        return self.active == 0 and all(
             j.state.terminal and not j.retry_due for j in self.jobs.values())
 
 

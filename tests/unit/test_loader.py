@@ -459,9 +459,6 @@ def test_duplicate_names_from_ranges(tmp_path: Path) -> None:
     assert "duplicate node name 'n2'" in issue.message
 
 
-@pytest.mark.xfail(reason="BUG: a node key written twice in 'nodes:' is silently merged "
-                          "(PyYAML keeps the last); expected a 'duplicate node name' issue",
-                   strict=True)
 def test_duplicate_yaml_keys_are_reported(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load(tmp_path, "workflow:\n  nodes:\n    a: {exec: x}\n    a: {exec: y}\n")
@@ -586,9 +583,6 @@ def test_parse_workflow_uses_the_given_name_and_base(tmp_path: Path) -> None:
     assert wf.jobs["a"].script == str((tmp_path / "a.sh").resolve())
 
 
-@pytest.mark.xfail(reason="BUG: parse_workflow without name/stem and without 'name:' names "
-                          "the workflow 'None' instead of reporting a missing name",
-                   strict=True)
 def test_parse_workflow_without_any_name_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         parse_workflow("workflow:\n  nodes: {a: {}}\n", "upload.yaml", tmp_path)

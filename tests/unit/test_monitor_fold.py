@@ -146,9 +146,6 @@ def test_replaying_the_log_gives_the_same_snapshot() -> None:
     assert log.snap.model_dump(exclude={"seq"}) == once
 
 
-@pytest.mark.xfail(reason="BUG: Fold._job_event applies a 'pending' event without a rank "
-                          "check, so a duplicate JobPending moves a finished attempt back "
-                          "to PENDING and the workflow back to RUNNING", strict=True)
 def test_duplicate_pending_event_changes_nothing() -> None:
     log = Log(workflow(names=["a"], a={"retries": 1}))
     log.ev(JobStarted, "a", 101)

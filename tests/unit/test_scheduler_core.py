@@ -304,8 +304,6 @@ def test_cancel_one_running_job_that_fails_is_not_retried() -> None:
     assert sim.step() == []
 
 
-@pytest.mark.xfail(reason="BUG: WorkflowRun.finished stays False after a canceled run "
-                          "ends: jobs never released stay in maybe_ready", strict=True)
 def test_canceled_run_is_finished() -> None:
     sim = Sim(workflow(names=["a", "b"]))
     sim.step()
@@ -483,8 +481,6 @@ def test_restart_after_cancel_does_not_release() -> None:
     assert released(out) == [] and cancels(out) == ["a"]
 
 
-@pytest.mark.xfail(reason="BUG: after a restart a job released by _releases in the same "
-                          "decide is sent again by the resend_ready loop", strict=True)
 @pytest.mark.parametrize("lost", ["release", "retry"])
 def test_restart_releases_a_job_only_once(lost: str) -> None:
     sim = Sim(workflow([("a", "b")], a={"retries": 1}))

@@ -1,0 +1,46 @@
+"""The documented JSON shape of a workflow's state (``jobmesh status -o json`` and the
+REST API). It grows only by addition."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .messages import WorkflowSnapshot
+
+CSV_COLUMNS = ["job", "state", "progress", "msg", "attempt", "exit_code", "reason", "kind",
+               "host", "native_id", "started", "ended"]
+
+
+def iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat() if t else None
+
+
+def job_json(snap: WorkflowSnapshot, name: str) -> dict[str, Any]:
+    js = snap.jobs[name]
+    return {
+        "state": js.state.value, "progress": js.progress, "msg": js.msg,
+        "attempt": js.attempt, "native_id": js.native_id, "exit_code": js.exit_code,
+        "reason": js.reason, "started": iso(js.started), "ended": iso(js.ended),
+        "kind": js.kind, "host": js.host, "outputs": js.outputs, "run_dir": js.run_dir,
+        "log": f"{js.run_dir}/job.log" if js.run_dir else None, "attempts": js.history,
+    }
+
+
+def status_json(snap: WorkflowSnapshot) -> dict[str, Any]:
+    counts = {k: v for k, v in snap.counts().items() if v}
+    return {"name": snap.name, "run": snap.run, "state": snap.state.value,
+            "created": iso(snap.created), "started": iso(snap.started),
+            "ended": iso(snap.ended), "counts": counts,
+            "jobs": {name: job_json(snap, name) for name in snap.jobs}}
+
+
+def csv_rows(snap: WorkflowSnapshot) -> list[list[Any]]:
+    rows: list[list[Any]] = [CSV_COLUMNS]
+    for name in snap.jobs:
+        j = job_json(snap, name)
+        rows.append([name, j["state"], j["progress"], j["msg"] or "", j["attempt"],
+                     "" if j["exit_code"] is None else j["exit_code"], j["reason"] or "",
+                     j["kind"], j["host"] or "", j["native_id"] or "", j["started"] or "",
+                     j["ended"] or ""])
+    return rows
