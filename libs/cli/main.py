@@ -37,7 +37,8 @@ from .stack import Stack, StackBusy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="jobmesh: run workflows of jobs here, over SSH, and on Slurm/LSF.")
-out = Console()
+# Off a terminal (logs, CI) keep tables readable instead of squeezing them to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)  # never break a path in two
 SUPPORTED_KINDS = {"local"}
 
@@ -287,6 +288,66 @@ def graph(name: str = typer.Argument(..., help="workflow name"),
     target = output or Path(f"{name}.svg")
     target.write_bytes(svg)
     err.print(f"wrote {target}")
+
+
+# -- service mode ------------------------------------------------------------------------
+
+@app.command()
+def up(host: str = typer.Option("127.0.0.1", help="address for the API and GUI"),
+       port: int = typer.Option(8000, help="port (0 picks a free one)"),
+       token: Optional[str] = typer.Option(None, help="bearer token for the API (or "
+                                           "JOBMESH_TOKEN); required beyond loopback")) -> None:
+    """Start the stack and the gateway in the background."""
+    from jobmesh.gateway.app import TokenRequired, check_bind
+
+    from . import service
+
+    token = token or os.environ.get("JOBMESH_TOKEN") or None
+    try:
+        check_bind(host, token)
+    except TokenRequired as exc:
+        raise UserError(str(exc)) from None
+    try:
+        info = service.up(_home(), host, port, token)
+    except RuntimeError as exc:
+        raise UserError(str(exc), 1) from None
+    out.print(f"jobmesh is up at {info['url']} (GUI at /, API docs at /docs); "
+              f"'jobmesh down' stops it", highlight=False)
+
+
+@app.command()
+def down() -> None:
+    """Stop the background stack. Jobs keep running; 'jobmesh up' picks them up again."""
+    from . import service
+
+    try:
+        stopped = service.down(_home())
+    except RuntimeError as exc:
+        raise UserError(str(exc), 1) from None
+    out.print("stopped; jobs keep running" if stopped else "jobmesh is not running")
+
+
+@app.command()
+def info() -> None:
+    """Is the background stack up? Its URL and version."""
+    from .stack import service_info
+
+    data = service_info(_home())
+    if data is None:
+        out.print(f"jobmesh {__version__}: not running (home {_home()}); 'jobmesh up' starts it",
+                  highlight=False)
+        raise typer.Exit(1)
+    out.print(f"jobmesh {data['version']}: up at {data['url']} (pid {data['pid']}, NATS "
+              f"{data['nats_url']}, token {'required' if data['token'] else 'not set'})",
+              highlight=False)
+
+
+@app.command(hidden=True)
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """The background process that 'jobmesh up' starts."""
+    from . import service
+
+    asyncio.run(service.serve(_home(), host, port, os.environ.get("JOBMESH_TOKEN") or None))
 
 
 # -- helpers for jobs ----------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Service mode: ``jobmesh up`` runs the stack and the gateway in the background;
+``jobmesh down`` stops it (jobs keep running); ``jobmesh info`` says where it is."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from jobmesh import __version__
+
+from .stack import Stack, service_info
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def up(home: Path, host: str, port: int, token: str | None, timeout: float = 60) -> dict[str, Any]:
+    """Start `jobmesh serve` detached and wait until it answers. Returns its info."""
+    info = service_info(home)
+    if info is not None:
+        return info
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "service.log", "ab")
+    env = {**os.environ, "JOBMESH_HOME": str(home)}
+    if token:
+        env["JOBMESH_TOKEN"] = token  # not on the command line, where ps would show it
+    exe = Path(sys.executable).parent / "jobmesh"
+    cmd = [str(exe) if exe.exists() else "jobmesh", "serve", "--host", host, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (home / "service.log").read_text()[-1500:]
+            raise RuntimeError(f"jobmesh serve exited ({proc.returncode}); its log "
+                               f"({home / 'service.log'}) ends with:\n{tail}")
+        info = service_info(home)
+        if info is not None and _healthy(info["url"]):
+            return info
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(f"jobmesh serve did not answer within {timeout:.0f}s; see "
+                       f"{home / 'service.log'}")
+
+
+def down(home: Path, timeout: float = 60) -> bool:
+    """Stop the background stack. Returns False when none was running."""
+    info = service_info(home)
+    if info is None:
+        return False
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        try:  # reap it if it is our child (it is not, normally)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise RuntimeError(f"the stack (pid {pid}) did not stop within {timeout:.0f}s")
+    (home / "service.json").unlink(missing_ok=True)
+    return True
+
+
+async def serve(home: Path, host: str, port: int, token: str | None) -> None:
+    """The background process itself: the embedded stack plus the gateway."""
+    import uvicorn
+
+    from jobmesh.gateway.app import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Stack(home, use_running=False) as stack:
+        app = create_app(stack.settings, token, nc=stack.nc)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                               lifespan="on"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                await task
+                raise RuntimeError(f"the gateway could not listen on {host}:{port}")
+            await asyncio.sleep(0.02)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        info = {"pid": os.getpid(), "url": f"http://{shown}:{bound}", "host": host,
+                "port": bound, "nats_url": stack.settings.nats_url, "version": __version__,
+                "token": bool(token), "started": time.time()}
+        tmp = home / "service.json.tmp"
+        tmp.write_text(json.dumps(info))
+        tmp.replace(home / "service.json")
+        try:
+            await stop.wait()
+        finally:
+            server.should_exit = True
+            await task
+            (home / "service.json").unlink(missing_ok=True)

@@ -1,0 +1,41 @@
+"""python -m jobmesh.gateway --nats URL [--host 127.0.0.1] [--port 8000] [--api-token T]"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from jobmesh.common.service import base_parser, run_service, settings_from
+
+from .app import TokenRequired, check_bind, create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = base_parser("jobmesh.gateway", "Serve the REST API, OpenAPI and the GUI.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-token", default=None, help="bearer token for the API (or "
+                   "JOBMESH_TOKEN); required to bind beyond loopback")
+    args = p.parse_args(argv)
+    settings = settings_from(args)
+    token = args.api_token or os.environ.get("JOBMESH_TOKEN") or None
+    try:
+        check_bind(args.host, token)
+    except TokenRequired as exc:
+        raise SystemExit(f"error: {exc}")
+
+    async def serve(stop: asyncio.Event) -> None:
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, token), host=args.host,
+                                               port=args.port, log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        await stop.wait()
+        server.should_exit = True
+        await task
+
+    run_service(serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""What every route needs: the gateway's state, the caller's token, checked names."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path as PathParam, Request
+
+from jobmesh.common.names import JOB_RE, WORKFLOW_RE
+
+from .store import Store
+
+
+@dataclass
+class Gateway:
+    js: Any
+    nc: Any
+    home: Path
+    token: str | None
+    store: Store
+    executors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def authorize(request: Request) -> None:
+    """With a token set, every API call needs 'Authorization: Bearer <token>' (or
+    ?token=<token>, for browsers' EventSource, which cannot set headers)."""
+    token = request.app.state.gateway.token
+    if not token:
+        return
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get(
+        "token", "")
+    if not given or not secrets.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(401, "a bearer token is required: send 'Authorization: Bearer "
+                                 "<token>'", headers={"WWW-Authenticate": "Bearer"})
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway)]
+WfName = Annotated[str, PathParam(pattern=WORKFLOW_RE.pattern, max_length=64,
+                                  description="workflow name: letters, digits, '-', '_'")]
+JobName = Annotated[str, PathParam(pattern=JOB_RE.pattern, max_length=128,
+                                   description="job name: letters, digits, '-', '_', '.'")]

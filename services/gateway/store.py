@@ -1,0 +1,141 @@
+"""Uploaded workflows on disk: <home>/workflows/<name>/ holds the YAML and its scripts.
+
+The YAML there is the source of truth for uploaded workflows: job edits rewrite it and
+every change is validated by the same loader as ``jobmesh validate``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from jobmesh.common.loader import SpecError, parse_workflow
+from jobmesh.common.names import check_job, check_workflow
+from jobmesh.common.spec import Workflow
+
+from .uploads import UnsafeUpload, extract, find_yaml, kind_of
+
+META = ".jobmesh.json"
+
+
+class Exists(Exception):
+    pass
+
+
+class NotUploaded(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, home: Path):
+        self.root = home / "workflows"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, name: str) -> Path:
+        return self.root / check_workflow(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.folder(name) / META).exists()
+
+    def _yaml_path(self, name: str) -> Path:
+        folder = self.folder(name)
+        try:
+            meta = json.loads((folder / META).read_text())
+        except (FileNotFoundError, ValueError):
+            raise NotUploaded(f"workflow '{name}' was not uploaded to this service; edit its "
+                              "YAML file and run it again") from None
+        return folder / meta["yaml"]
+
+    def load(self, name: str) -> Workflow:
+        path = self._yaml_path(name)
+        return parse_workflow(path.read_text(), path.name, base_dir=path.parent,
+                              name=name).workflow
+
+    def add(self, data: bytes, filename: str, name: str | None, replace: bool) -> Workflow:
+        """Unpack, validate and store an upload. Raises UnsafeUpload (400), SpecError
+        (422) or Exists (409). Nothing already stored is touched unless all is well."""
+        kind = kind_of(filename)
+        staging = self.root / f".incoming-{secrets.token_hex(6)}"
+        staging.mkdir()
+        try:
+            names = extract(data, filename, staging)
+            rel = find_yaml(names)
+            ypath = staging / rel
+            text = ypath.read_text(encoding="utf-8", errors="replace")
+            stem = PurePosixPath(rel).stem  # a YAML upload: its file name
+            if kind != "yaml":  # an archive: its own name, without the extension
+                base = PurePosixPath(filename).name
+                stem = next((base[: -len(e)] for e in (".tar.gz", ".tgz", ".tar", ".zip")
+                             if base.lower().endswith(e)), base)
+            wf = parse_workflow(text, rel, base_dir=ypath.parent, name=name, stem=stem).workflow
+            final = self.folder(wf.name)
+            if final.exists() and not replace:
+                raise Exists(f"a workflow named '{wf.name}' exists; upload with replace=true "
+                             "to replace it")
+            (ypath.parent / META).write_text(json.dumps({"yaml": ypath.name}))
+            old = None
+            if final.exists():
+                old = self.root / f".old-{secrets.token_hex(6)}"
+                final.rename(old)
+            ypath.parent.rename(final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return self.load(wf.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def raw(self, name: str) -> dict[str, Any]:
+        return yaml.safe_load(self._yaml_path(name).read_text()) or {}
+
+    def put_job(self, name: str, job: str, attrs: dict[str, Any], after: list[str] | None
+                ) -> Workflow:
+        check_job(job)
+        doc = self.raw(name)
+        nodes = doc.setdefault("workflow", {}).setdefault("nodes", {}) or {}
+        doc["workflow"]["nodes"] = nodes
+        nodes[job] = attrs
+        if after is not None:
+            deps = doc["workflow"].setdefault("dependencies", []) or []
+            deps = [d for d in deps if not (isinstance(d, str) and d.endswith(f",{job}")
+                                             and d.count(",") == 1)]
+            deps += [f"{check_job(a)},{job}" for a in after]
+            doc["workflow"]["dependencies"] = deps
+        return self._write(name, doc)
+
+    def delete_job(self, name: str, job: str) -> Workflow:
+        doc = self.raw(name)
+        nodes = (doc.get("workflow") or {}).get("nodes") or {}
+        if job not in nodes:
+            raise KeyError(job)
+        del nodes[job]
+        deps: list[str] = []
+        for chain in doc["workflow"].get("dependencies") or []:
+            parts = [p.strip() for p in str(chain).split(",") if p.strip() and p.strip() != job]
+            if len(parts) > 1:
+                deps.append(",".join(parts))
+        doc["workflow"]["dependencies"] = deps
+        return self._write(name, doc)
+
+    def _write(self, name: str, doc: dict[str, Any]) -> Workflow:
+        path = self._yaml_path(name)
+        text = yaml.safe_dump(doc, sort_keys=False)
+        wf = parse_workflow(text, path.name, base_dir=path.parent, name=name).workflow
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return wf
+
+    def remove(self, name: str) -> None:
+        folder = self.folder(name)
+        if folder.exists():
+            trash = self.root / f".old-{secrets.token_hex(6)}"
+            folder.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+__all__ = ["Store", "Exists", "NotUploaded", "UnsafeUpload", "SpecError"]

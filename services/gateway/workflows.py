@@ -1,0 +1,179 @@
+"""/api/workflows: list, upload, show, delete, run, cancel, retry, graph."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import Any, Literal
+
+import yaml
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from jobmesh.common import ops
+from jobmesh.common.loader import SpecError
+from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.report import csv_rows, iso, status_json
+from jobmesh.common.spec import Workflow
+from jobmesh.common.states import WorkflowState
+
+from .deps import GatewayDep, WfName
+from .store import Exists, NotUploaded
+from .uploads import UnsafeUpload
+
+router = APIRouter(prefix="/api/workflows", tags=["workflows"])
+MAX_UPLOAD = 50 * 1024 * 1024
+
+
+def spec_errors(exc: SpecError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={
+        "detail": "the workflow is not valid: " + "; ".join(str(i) for i in exc.issues),
+        "errors": [{"file": i.file, "line": i.line, "node": i.node, "field": i.field,
+                    "message": i.message, "text": str(i)} for i in exc.issues]})
+
+
+def summary(name: str, snap: WorkflowSnapshot | None, spec: Workflow | None,
+            uploaded: bool) -> dict[str, Any]:
+    total = len(snap.jobs) if snap else len(spec.jobs) if spec else 0
+    counts = {k: v for k, v in snap.counts().items() if v} if snap else {}
+    return {"name": name, "state": snap.state.value if snap else "NEW",
+            "run": snap.run if snap else None, "jobs": total, "counts": counts,
+            "created": iso(snap.created) if snap else None,
+            "started": iso(snap.started) if snap else None,
+            "ended": iso(snap.ended) if snap else None, "uploaded": uploaded}
+
+
+async def current(gw: GatewayDep, name: str) -> tuple[WorkflowSnapshot | None, Workflow | None]:
+    snap = await ops.snapshot(gw.js, name)
+    spec = await ops.spec(gw.js, name)
+    if snap is None and spec is None and not gw.store.exists(name):
+        raise HTTPException(404, f"no workflow named '{name}'")
+    if spec is None and gw.store.exists(name):
+        spec = gw.store.load(name)
+    return snap, spec
+
+
+def running(snap: WorkflowSnapshot | None) -> bool:
+    return snap is not None and not snap.state.terminal
+
+
+@router.get("", summary="List workflows with their state and job counts")
+async def list_workflows(gw: GatewayDep) -> list[dict[str, Any]]:
+    snaps = {s.name: s for s in await ops.snapshots(gw.js)}
+    names = set(snaps) | {p.name for p in gw.store.root.iterdir()
+                          if p.is_dir() and not p.name.startswith(".") and gw.store.exists(p.name)}
+    out = []
+    for name in sorted(names):
+        spec = None if name in snaps else gw.store.load(name)
+        out.append(summary(name, snaps.get(name), spec, gw.store.exists(name)))
+    return out
+
+
+@router.post("", status_code=201, summary="Upload a workflow: a YAML file or a .tar, "
+             ".tar.gz, .tgz or .zip archive holding the YAML and its scripts")
+async def upload(gw: GatewayDep, file: UploadFile = File(...), name: str | None = Form(None),
+                 replace: bool = Form(False)) -> Any:
+    data = await file.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD // 2**20} MB")
+    snap = None
+    try:
+        if name:
+            snap = await ops.snapshot(gw.js, name)
+        if replace and running(snap):
+            raise HTTPException(409, f"workflow '{name}' is running; cancel it first")
+        wf = gw.store.add(data, file.filename or "upload.yaml", name, replace)
+    except UnsafeUpload as exc:
+        raise HTTPException(400, str(exc)) from None
+    except SpecError as exc:
+        return spec_errors(exc)
+    except Exists as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"name": wf.name, "jobs": list(wf.jobs), "edges": wf.edges}
+
+
+@router.get("/{name}", summary="A workflow's spec and state (format: json, yaml or csv)",
+            responses={200: {"content": {"application/json": {}, "application/yaml": {},
+                                         "text/csv": {}}}})
+async def show(gw: GatewayDep, name: WfName,
+               format: Literal["json", "yaml", "csv"] = Query("json")) -> Response:
+    snap, spec = await current(gw, name)
+    if format == "csv":
+        buf = io.StringIO()
+        if snap is not None:
+            csv.writer(buf).writerows(csv_rows(snap))
+        return PlainTextResponse(buf.getvalue(), media_type="text/csv")
+    doc: dict[str, Any] = {"name": name, "uploaded": gw.store.exists(name),
+                           "spec": spec.model_dump(mode="json") if spec else None,
+                           "status": status_json(snap) if snap else None}
+    if format == "yaml":
+        return PlainTextResponse(yaml.safe_dump(doc, sort_keys=False),
+                                 media_type="application/yaml")
+    return JSONResponse(doc)
+
+
+@router.delete("/{name}", summary="Delete a workflow (force=true cancels a running one)")
+async def delete(gw: GatewayDep, name: WfName, force: bool = False) -> dict[str, Any]:
+    snap, _spec = await current(gw, name)
+    if running(snap) and not force:
+        raise HTTPException(409, f"workflow '{name}' is running; cancel it or use force=true")
+    if snap is not None:
+        if running(snap):
+            await ops.cancel(gw.js, name, snap.run, "workflow deleted")
+        await ops.delete(gw.js, name, snap.run)
+    gw.store.remove(name)
+    return {"name": name, "deleted": True}
+
+
+@router.post("/{name}/run", status_code=202, summary="Start a new run of a workflow")
+async def run(gw: GatewayDep, name: WfName,
+              parallel: int = Query(0, ge=0, le=10000)) -> dict[str, Any]:
+    snap, spec = await current(gw, name)
+    if running(snap):
+        raise HTTPException(409, f"workflow '{name}' is already running")
+    try:
+        wf = gw.store.load(name) if gw.store.exists(name) else spec
+    except SpecError as exc:
+        raise HTTPException(422, "; ".join(str(i) for i in exc.issues)) from None
+    if wf is None:
+        raise HTTPException(404, f"no workflow named '{name}'")
+    run_id, _seq = await ops.submit(gw.js, wf, parallel or os.cpu_count() or 1)
+    return {"name": name, "run": run_id, "state": "RUNNING"}
+
+
+@router.post("/{name}/cancel", status_code=202, summary="Cancel a running workflow")
+async def cancel(gw: GatewayDep, name: WfName) -> dict[str, Any]:
+    snap, _ = await current(gw, name)
+    if not running(snap):
+        raise HTTPException(409, f"workflow '{name}' is not running")
+    assert snap is not None
+    await ops.cancel(gw.js, name, snap.run)
+    return {"name": name, "run": snap.run, "cancel_requested": True}
+
+
+@router.post("/{name}/retry", status_code=202,
+             summary="Rerun the failed, canceled and skipped jobs; keep the succeeded ones")
+async def retry(gw: GatewayDep, name: WfName) -> dict[str, Any]:
+    snap, _ = await current(gw, name)
+    if snap is None:
+        raise HTTPException(409, f"workflow '{name}' has not run yet; use /run")
+    if running(snap):
+        raise HTTPException(409, f"workflow '{name}' is still running")
+    if snap.state is WorkflowState.SUCCEEDED:
+        raise HTTPException(409, f"workflow '{name}' succeeded; nothing to retry")
+    await ops.retry(gw.js, name, snap.run)
+    return {"name": name, "run": snap.run, "state": "RUNNING"}
+
+
+@router.get("/{name}/graph.svg", summary="The workflow's graph as SVG",
+            response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+async def graph(gw: GatewayDep, name: WfName) -> Response:
+    await current(gw, name)
+    svg = await ops.graph(gw.js, name)
+    if svg is None:
+        raise HTTPException(404, f"workflow '{name}' has no graph yet; run it first")
+    return Response(svg, media_type="image/svg+xml")
+
+
+__all__ = ["router", "NotUploaded"]
