@@ -122,7 +122,7 @@ class Bus:
                 out.append(bus.decode_log(msg.data))
                 if msg.metadata.num_pending == 0:
                     break
-            await sub.unsubscribe()
+            await bus.drop(js, sub)
             return out
 
         return self.call(go)

@@ -173,7 +173,7 @@ class LogFollower:
         self.sub = await self.js.subscribe(
             f"{subjects.PREFIX}.>", stream=subjects.STREAM_EVENTS, ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL, cb=on_msg, pending_msgs_limit=-1,
-            pending_bytes_limit=-1)
+            pending_bytes_limit=-1, inactive_threshold=EPHEMERAL_INACTIVE)
 
     async def get(self, timeout: float | None) -> list[tuple[int, Any]]:
         """Wait up to ``timeout`` for messages; return all that are queued (maybe none)."""
@@ -194,10 +194,7 @@ class LogFollower:
 
     async def stop(self) -> None:
         if self.sub is not None:
-            try:
-                await self.sub.unsubscribe()
-            except Exception:
-                pass
+            await drop(self.js, self.sub)
 
 
 async def close(nc: NATS) -> None:
@@ -211,3 +208,41 @@ async def close(nc: NATS) -> None:
         await nc.close()
     except Exception:
         pass
+
+
+# Ephemeral consumers outlive unsubscribe until their inactivity threshold; a busy API
+# would pile them up. Watchers use a short threshold and are deleted when done.
+EPHEMERAL_INACTIVE = 30.0
+
+
+async def drop(js: JetStreamContext, sub: Any) -> None:
+    """Unsubscribe and delete the subscription's ephemeral consumer."""
+    try:
+        info = await sub.consumer_info()
+        await js.delete_consumer(info.stream_name, info.name)
+    except Exception:
+        pass
+    try:
+        await sub.unsubscribe()
+    except Exception:
+        pass
+
+
+async def stop_watch(js: JetStreamContext, watcher: Any) -> None:
+    """Stop a KV watcher and delete its consumer."""
+    sub = getattr(watcher, "_sub", None)
+    if sub is not None:
+        await drop(js, sub)
+    try:
+        await watcher.stop()
+    except Exception:
+        pass
+
+
+async def kv_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys of a bucket that hold a value, without creating a consumer."""
+    stream = f"KV_{bucket}"
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    subjects_seen = info.state.subjects or {}
+    return sorted(s[len(prefix):] for s in subjects_seen)

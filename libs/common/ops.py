@@ -70,15 +70,16 @@ async def snapshot(js: Any, wf: str) -> WorkflowSnapshot | None:
 
 
 async def snapshots(js: Any) -> list[WorkflowSnapshot]:
+    """Every stored snapshot (direct gets: no consumer is created)."""
     kv = await js.key_value(subjects.KV_WORKFLOWS)
     out: list[WorkflowSnapshot] = []
-    watcher = await kv.watchall(ignore_deletes=True)
-    async for entry in watcher:
-        if entry is None:
-            break
+    for key in await bus.kv_keys(js, subjects.KV_WORKFLOWS):
+        try:
+            entry = await kv.get(key)
+        except (KeyNotFoundError, NotFoundError):
+            continue  # deleted meanwhile
         if entry.value:
             out.append(WorkflowSnapshot.model_validate_json(entry.value))
-    await watcher.stop()
     return sorted(out, key=lambda s: s.name)
 
 
@@ -103,14 +104,14 @@ async def graph(js: Any, wf: str) -> bytes | None:
 async def watch(js: Any, wf: str) -> AsyncIterator[WorkflowSnapshot]:
     """Yield the snapshot each time it changes, starting with the current one."""
     kv = await js.key_value(subjects.KV_WORKFLOWS)
-    watcher = await kv.watch(check_workflow(wf))
+    watcher = await kv.watch(check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
     try:
         async for entry in watcher:
             if entry is None or not entry.value:
                 continue
             yield WorkflowSnapshot.model_validate_json(entry.value)
     finally:
-        await watcher.stop()
+        await bus.stop_watch(js, watcher)
 
 
 async def wait_for(js: Any, wf: str, predicate: Any, timeout: float) -> WorkflowSnapshot:

@@ -69,7 +69,7 @@ class ExecutorService:
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, f"jobmesh-executor-{self.pool}")
-        js = nc.jetstream()
+        js = self.js = nc.jetstream()
         await bus.ensure(js, self.settings.replicas)
         self.kv = await js.key_value(subjects.KV_EXECUTIONS)
 
@@ -194,7 +194,8 @@ class ExecutorService:
         """Adopt the jobs this pool launched that have not ended."""
         assert self.executor is not None
         try:
-            watcher = await self.kv.watch(f"{self.pool}.>", ignore_deletes=True)
+            watcher = await self.kv.watch(f"{self.pool}.>", ignore_deletes=True,
+                                          inactive_threshold=bus.EPHEMERAL_INACTIVE)
         except Exception as exc:
             log.warning("cannot read the executions registry: %s", exc)
             return
@@ -204,7 +205,7 @@ class ExecutorService:
                 break
             if entry.value:
                 entries.append(entry.value)
-        await watcher.stop()
+        await bus.stop_watch(self.js, watcher)
         for value in entries:
             try:
                 reg = _Registered.model_validate_json(value)

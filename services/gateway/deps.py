@@ -8,10 +8,29 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path as PathParam, Request
+from pydantic import BaseModel
 
 from jobmesh.common.names import JOB_RE, WORKFLOW_RE
 
 from .store import Store
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message a person can read, and for invalid input the details."""
+    detail: str
+    errors: list[Any] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (400, "bad request: an unsafe or unreadable upload"),
+        (401, "a bearer token is required"),
+        (404, "no such workflow or job"),
+        (409, "conflicts with the workflow's state (running, exists, not uploaded)"),
+        (413, "upload too large"),
+        (422, "invalid input; 'detail' names each field"),
+        (503, "NATS is unreachable"),
+    )}
 
 
 @dataclass

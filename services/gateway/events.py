@@ -15,10 +15,10 @@ from jobmesh.common import bus, subjects
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.names import check_workflow
 
-from .deps import GatewayDep, WfName
+from .deps import ERRORS, GatewayDep, WfName
 from .workflows import current, summary
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=ERRORS)
 KEEPALIVE = 15.0
 
 
@@ -54,9 +54,10 @@ async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> Str
             opts = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start}
         sub = await gw.js.subscribe(subjects.workflow_events(name),
                                     stream=subjects.STREAM_EVENTS, ordered_consumer=True,
-                                    cb=on_event, **opts)
+                                    cb=on_event, inactive_threshold=bus.EPHEMERAL_INACTIVE,
+                                    **opts)
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
-        watcher = await kv.watch(check_workflow(name))
+        watcher = await kv.watch(check_workflow(name), inactive_threshold=bus.EPHEMERAL_INACTIVE)
 
         async def watch() -> None:
             async for entry in watcher:
@@ -91,8 +92,8 @@ async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> Str
                     yield sse("job", ev.model_dump(mode="json"), item.metadata.sequence.stream)
         finally:
             watch_task.cancel()
-            await watcher.stop()
-            await sub.unsubscribe()
+            await bus.stop_watch(gw.js, watcher)
+            await bus.drop(gw.js, sub)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -119,7 +120,7 @@ async def _catch_up(sub: Any, queue: asyncio.Queue[Any], timeout: float = 2.0) -
 async def all_events(gw: GatewayDep) -> StreamingResponse:
     async def stream() -> AsyncIterator[bytes]:
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
-        watcher = await kv.watchall()
+        watcher = await kv.watchall(inactive_threshold=bus.EPHEMERAL_INACTIVE)
         try:
             while True:
                 try:
@@ -135,7 +136,7 @@ async def all_events(gw: GatewayDep) -> StreamingResponse:
                 snap = WorkflowSnapshot.model_validate_json(entry.value)
                 yield sse("workflow", summary(snap.name, snap, None, gw.store.exists(snap.name)))
         finally:
-            await watcher.stop()
+            await bus.stop_watch(gw.js, watcher)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

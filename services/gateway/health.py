@@ -12,9 +12,9 @@ from jobmesh import __version__
 from jobmesh.common import ops, subjects
 from jobmesh.common.states import JobState
 
-from .deps import GatewayDep, authorize
+from .deps import ERRORS, GatewayDep, authorize
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERRORS)
 EXECUTOR_FRESH = 30.0  # seconds a heartbeat counts for
 
 

@@ -16,11 +16,12 @@ from jobmesh.common.loader import SpecError
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.report import job_json
 
-from .deps import GatewayDep, JobName, WfName
+from .deps import ERRORS, GatewayDep, JobName, WfName
 from .store import NotUploaded
 from .workflows import current, running, spec_errors
 
-router = APIRouter(prefix="/api/workflows/{name}/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/workflows/{name}/jobs", tags=["jobs"],
+                   responses=ERRORS)
 MAX_CHUNK = 1 << 20
 
 

@@ -18,11 +18,11 @@ from jobmesh.common.report import csv_rows, iso, status_json
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
 
-from .deps import GatewayDep, WfName
+from .deps import ERRORS, GatewayDep, WfName
 from .store import Exists, NotUploaded
 from .uploads import UnsafeUpload
 
-router = APIRouter(prefix="/api/workflows", tags=["workflows"])
+router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=ERRORS)
 MAX_UPLOAD = 50 * 1024 * 1024
 
 
