@@ -395,6 +395,10 @@ for _name, _help in (("scheduler", "Run the scheduler service alone (--nats URL)
         "allow_extra_args": True, "ignore_unknown_options": True})(_service(_name))
 
 
+from .workflow_cmd import workflow_app  # noqa: E402
+app.add_typer(workflow_app, name="workflow")
+
+
 def main() -> None:
     """Entry point: every error a user can cause is a message, never a traceback."""
     try:

@@ -7,8 +7,9 @@ as keep-alives), but the parser follows the SSE rules for those fields.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,7 @@ def parse(lines: Iterable[str]) -> Iterator[Event]:
             yield KEEPALIVE
             continue
         field, _, value_text = line.partition(":")
-        if value_text.startswith(" "):
-            value_text = value_text[1:]
+        value_text = value_text.removeprefix(" ")
         if field == "event":
             name = value_text
         elif field == "data":

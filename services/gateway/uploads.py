@@ -109,7 +109,8 @@ def _unzip(data: bytes, dest: Path) -> list[str]:
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise UnsafeUpload(f"archive member '{info.filename}' is a link; refused")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            kind = stat.S_IFMT(mode)  # 0 when the zip tool recorded only permissions
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 raise UnsafeUpload(f"archive member '{info.filename}' is not a plain file")
             total += info.file_size
             _check_budget(len(infos), total)

@@ -1,0 +1,330 @@
+"""``jobmesh workflow ...``: service mode. Every command talks to a running stack
+(``jobmesh up``, or ``--url``) over its REST API through ``jobmesh.client.Client``.
+
+Exit codes: 0 success; 1 the service refused or failed (or, with --wait, the run did not
+succeed); 2 bad input; 130 interrupted (the workflow keeps running). Errors are one line,
+``error: <detail>``, on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Iterator, NoReturn, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from jobmesh.client import ApiError, Client
+from jobmesh.common.messages import EVENT_STATE, JobStatus, WorkflowSnapshot
+from jobmesh.common.states import should_apply
+
+from . import view
+
+workflow_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                           help="Workflows on a running stack ('jobmesh up'), over its API.")
+job_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                      help="Add, change or remove a job of an uploaded workflow.")
+workflow_app.add_typer(job_app, name="job")
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+Url = Annotated[Optional[str], typer.Option(
+    "--url", help="the API's URL (default: $JOBMESH_URL, else the stack 'jobmesh up' runs)")]
+Token = Annotated[Optional[str], typer.Option(
+    "--token", help="bearer token (default: $JOBMESH_TOKEN)")]
+BAD_INPUT = (400, 413, 422)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+    csv = "csv"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(Text("error: ", style="red") + Text(message))
+    raise typer.Exit(code)
+
+
+@contextmanager
+def client(url: str | None, token: str | None) -> Iterator[Client]:
+    """A Client whose errors become ``error: <detail>`` and the exit code."""
+    try:
+        with Client(url, token) as c:
+            yield c
+    except ApiError as exc:
+        fail(exc.message, 2 if exc.status in BAD_INPUT else 1)
+
+
+def clock(iso: str | None) -> str:
+    return (iso or "")[11:19]  # HH:MM:SS of an ISO time (UTC, as the API gives it)
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    """The jobs of a status document (``jobmesh status -o json``'s shape)."""
+    t = Table(title=f"{status['name']} ({status['run']}): {status['state']}",
+              title_justify="left")
+    for col in ("job", "state", "progress", "attempt", "exit", "started", "ended",
+                "reason / message"):
+        t.add_column(col, no_wrap=col in ("job", "state"))
+    for name, j in status["jobs"].items():
+        reason, code = j.get("reason"), j.get("exit_code")
+        note = reason if reason and j["state"] not in ("SUCCEEDED", "RUNNING") else j["msg"]
+        t.add_row(name, Text(j["state"], style=view.STYLE.get(j["state"], "")),
+                  f"{j['progress']:.0f}%", str(j["attempt"]), "" if code is None else str(code),
+                  clock(j.get("started")), clock(j.get("ended")), note or "")
+    return t
+
+
+# -- workflows -----------------------------------------------------------------------------
+
+@workflow_app.command()
+def add(path: Path = typer.Argument(..., help="a workflow YAML file, a .tar/.tar.gz/.tgz/"
+                                    ".zip archive, or a directory (uploaded as .tar.gz)"),
+        name: Optional[str] = typer.Option(None, "--name", "-n", help="workflow name"),
+        replace: bool = typer.Option(False, "--replace", help="replace a workflow of that "
+                                     "name (not while it runs)"),
+        url: Url = None, token: Token = None) -> None:
+    """Upload a workflow with its scripts."""
+    with client(url, token) as c:
+        try:
+            res = c.add(path, name=name, replace=replace)
+        except (OSError, ValueError) as exc:
+            fail(str(exc), 2)
+    out.print(f"added workflow '{res['name']}': {len(res['jobs'])} jobs", highlight=False)
+
+
+@workflow_app.command("list")
+def list_(output: ListFormat = typer.Option(ListFormat.table, "--output", "-o"),
+          url: Url = None, token: Token = None) -> None:
+    """List the workflows with their state."""
+    with client(url, token) as c:
+        rows = c.list()
+    if output is ListFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table()
+    for col in ("workflow", "state", "run", "jobs", "done", "failed", "started", "ended"):
+        t.add_column(col)
+    for w in rows:
+        t.add_row(w["name"], Text(w["state"], style=view.STYLE.get(w["state"], "")),
+                  w["run"] or "", str(w["jobs"]), str(w["counts"].get("SUCCEEDED", 0)),
+                  str(w["counts"].get("FAILED", 0)), clock(w["started"]), clock(w["ended"]))
+    out.print(t)
+
+
+@workflow_app.command()
+def show(name: str = typer.Argument(..., help="workflow name"),
+         output: Format = typer.Option(Format.table, "--output", "-o"),
+         url: Url = None, token: Token = None) -> None:
+    """Show a workflow's spec and state (json: the API's document)."""
+    with client(url, token) as c:
+        doc = c.show(name, "json" if output is Format.table else output.value)
+    if output is Format.json:
+        print(json.dumps(doc, indent=2))
+    elif output is not Format.table:
+        sys.stdout.write(doc)
+    elif doc["status"]:
+        out.print(status_table(doc["status"]))
+    else:
+        jobs = ", ".join((doc["spec"] or {}).get("jobs", {}))
+        out.print(f"{name}: not run yet; jobs: {jobs}", highlight=False)
+
+
+def follow(c: Client, name: str) -> dict[str, Any]:
+    """Show the run live (on a terminal) until it ends; returns its final status."""
+    snap: WorkflowSnapshot | None = None
+    times: dict[str, tuple[float | None, float | None]] = {}
+    live = Live(view.live(None, name), console=out, refresh_per_second=8, transient=True) \
+        if out.is_terminal else None
+    last: dict[str, Any] = {}
+    if live:
+        live.start()
+    try:
+        for ev in c.watch(name):
+            data = ev.data if isinstance(ev.data, dict) else {}
+            if ev.event == "workflow":
+                last = data
+                snap = WorkflowSnapshot(name=name, run=data["run"], state=data["state"], jobs={
+                    n: JobStatus(**j, started=times.get(n, (None, None))[0],
+                                 ended=times.get(n, (None, None))[1])
+                    for n, j in data["jobs"].items()})
+            elif ev.event == "job" and snap is not None and data.get("job") in snap.jobs:
+                js, kind = snap.jobs[data["job"]], data.get("type")
+                if kind == "started":
+                    times[data["job"]] = (data["time"], None)
+                    js.started = data["time"]
+                target = EVENT_STATE.get(kind or "")
+                if target is not None and target.terminal:
+                    times[data["job"]] = (times.get(data["job"], (None, None))[0], data["time"])
+                    js.ended = data["time"]
+                if target is not None and should_apply(js.state, target):
+                    js.state = target
+                if data.get("progress") is not None:
+                    js.progress = data["progress"]
+            if live:
+                live.update(view.live(snap, name, time.time()))
+    finally:
+        if live:
+            live.stop()
+    if last.get("state") not in ("SUCCEEDED", "FAILED", "CANCELED"):
+        fail(f"the event stream of '{name}' ended before the run did", 1)
+    status = c.show(name)["status"]
+    return status if status and status["run"] == last["run"] else last  # type: ignore[no-any-return]
+
+
+def _finish(c: Client, name: str) -> None:
+    try:
+        status = follow(c, name)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: '{name}' keeps running; 'jobmesh workflow show {name}' "
+                  "shows it", highlight=False)
+        raise typer.Exit(130) from None
+    out.print(status_table(status))
+    raise typer.Exit(0 if status["state"] == "SUCCEEDED" else 1)
+
+
+@workflow_app.command()
+def run(name: str = typer.Argument(..., help="workflow name"),
+        wait: bool = typer.Option(False, "--wait", "-w", help="follow the run live; exit 0 "
+                                  "only if it succeeds"),
+        parallel: Optional[int] = typer.Option(None, "--parallel", "-p", min=1,
+                                               help="jobs at once (default: the cores)"),
+        url: Url = None, token: Token = None) -> None:
+    """Start a new run of an uploaded workflow."""
+    with client(url, token) as c:
+        res = c.run(name, parallel)
+        err.print(f"{name}: run {res['run']} started", highlight=False)
+        if wait:
+            _finish(c, name)
+
+
+@workflow_app.command()
+def retry(name: str = typer.Argument(..., help="workflow name"),
+          wait: bool = typer.Option(False, "--wait", "-w", help="follow it live"),
+          url: Url = None, token: Token = None) -> None:
+    """Rerun the jobs of the last run that did not succeed."""
+    with client(url, token) as c:
+        res = c.retry(name)
+        err.print(f"{name}: rerunning the jobs of run {res['run']} that did not succeed",
+                  highlight=False)
+        if wait:
+            _finish(c, name)
+
+
+@workflow_app.command()
+def cancel(name: str = typer.Argument(..., help="workflow name"),
+           url: Url = None, token: Token = None) -> None:
+    """Cancel a running workflow."""
+    with client(url, token) as c:
+        res = c.cancel(name)
+    out.print(f"{name}: cancel requested for run {res['run']}", highlight=False)
+
+
+@workflow_app.command()
+def delete(name: str = typer.Argument(..., help="workflow name"),
+           force: bool = typer.Option(False, "--force", help="cancel it first if it runs"),
+           url: Url = None, token: Token = None) -> None:
+    """Delete a workflow, its state and its upload."""
+    with client(url, token) as c:
+        c.delete(name, force=force)
+    out.print(f"deleted workflow '{name}'", highlight=False)
+
+
+@workflow_app.command()
+def graph(name: str = typer.Argument(..., help="workflow name"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                help="SVG file (default: NAME.svg)"),
+          url: Url = None, token: Token = None) -> None:
+    """Save the workflow's graph as SVG, coloured by state."""
+    with client(url, token) as c:
+        svg = c.graph(name)
+    target = output or Path(f"{name}.svg")
+    try:
+        target.write_bytes(svg)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror}", 1)
+    err.print(f"wrote {target}", highlight=False)
+
+
+@workflow_app.command()
+def log(name: str = typer.Argument(..., help="workflow name"),
+        job: str = typer.Argument(..., help="job name"),
+        follow_: bool = typer.Option(False, "--follow", "-f", help="keep printing as the "
+                                     "log grows, until the job ends"),
+        tail: Optional[int] = typer.Option(None, "--tail", "-n", min=1, help="last N lines"),
+        url: Url = None, token: Token = None) -> None:
+    """Print a job's log (of its current attempt)."""
+    with client(url, token) as c:
+        offset = 0
+        while True:
+            chunk = c.log(name, job, offset=offset, tail=tail)
+            sys.stdout.write(chunk["data"])
+            offset, tail = chunk["next_offset"], None
+            if offset >= chunk["size"] or not chunk["data"]:
+                break
+        sys.stdout.flush()
+        if follow_:
+            for text in c.follow_log(name, job, offset=offset):
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+    """key=value pairs; a value is read as a YAML scalar (retries=2 is a number, a
+    quoted or plain text is a string), or a flow collection when it starts with { or [."""
+    attrs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"'{pair}' is not key=value (e.g. exec='echo hi' or retries=2)", 2)
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (dict, list)) and not text.lstrip().startswith(("{", "[")):
+            value = text
+        attrs[key.strip()] = value
+    return attrs
+
+
+@job_app.command("add")
+def job_add(name: str = typer.Argument(..., help="workflow name"),
+            job: str = typer.Argument(..., help="job name"),
+            attributes: Optional[list[str]] = typer.Argument(
+                None, help="key=value attributes, as in the YAML: exec='echo hi' retries=2"),
+            after: Optional[str] = typer.Option(None, "--after", help="its parents: a,b"),
+            url: Url = None, token: Token = None) -> None:
+    """Add or replace a job (while the workflow is not running)."""
+    attrs = parse_assignments(attributes or [])
+    with client(url, token) as c:
+        res = c.put_job(name, job, attrs, after=after)
+    parents = ", ".join(res.get("parents") or []) or "none"
+    out.print(f"job '{job}' of '{name}' set (parents: {parents})", highlight=False)
+
+
+@job_app.command("delete")
+def job_delete(name: str = typer.Argument(..., help="workflow name"),
+               job: str = typer.Argument(..., help="job name"),
+               url: Url = None, token: Token = None) -> None:
+    """Remove a job and its edges (while the workflow is not running)."""
+    with client(url, token) as c:
+        c.delete_job(name, job)
+    out.print(f"job '{job}' removed from '{name}'", highlight=False)
