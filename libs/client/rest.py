@@ -106,7 +106,7 @@ class Client(BaseClient):
         in its new attempt, so an old ending is never mistaken for the new one."""
         mark_run, attempts = self._marks.get(name, (None, {}))
         target = run or mark_run
-        attempts = attempts if target == mark_run else {}
+        attempts = {}
         for ev in self._stream(f"/api/workflows/{_wf(name)}/events", stop=stop):
             if ev is sse.KEEPALIVE:
                 yield ev
