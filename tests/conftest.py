@@ -50,8 +50,9 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
-def cli(home: Path, *args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JOBMESH_HOME": str(home), "COLUMNS": "200"}
+def cli(home: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+        **kw: Any) -> subprocess.CompletedProcess[str]:
+    env = {**(env or os.environ), "JOBMESH_HOME": str(home), "COLUMNS": "200"}
     return subprocess.run([JOBMESH, *args], capture_output=True, text=True, timeout=timeout,
                           env=env, **kw)
 

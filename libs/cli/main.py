@@ -40,7 +40,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 # Off a terminal (logs, CI) keep tables readable instead of squeezing them to 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)  # never break a path in two
-SUPPORTED_KINDS = {"local"}
+SUPPORTED_KINDS = {"local", "ssh", "wsl"}
 
 
 class Output(str, Enum):
@@ -61,8 +61,30 @@ def _home() -> Path:
     return default_home()
 
 
-def _load(path: Path, name: str | None) -> Workflow:
-    loaded = load_workflow(path, name)
+def _variables(pairs: list[str] | None) -> dict[str, Any]:
+    """-v NAME=VALUE, VALUE read as YAML: 5 is a number, [a, b] a list, prod a text."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"-v {pair!r}: write NAME=VALUE, e.g. -v epochs=5")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        out[key.strip()] = text if isinstance(value, dict) else value
+    return out
+
+
+VarOption = typer.Option(None, "--var", "-v", metavar="NAME=VALUE", help="set a workflow variable: -v NAME=VALUE "
+                         "(repeatable; VALUE is read as YAML, e.g. 5, prod, [10, 30])")
+LargeOption = typer.Option(False, "--allow-large", help="allow more than 10,000 jobs after "
+                           "foreach expansion")
+
+
+def _load(path: Path, name: str | None, variables: list[str] | None = None,
+          allow_large: bool = False) -> Workflow:
+    loaded = load_workflow(path, name, _variables(variables), allow_large)
     for w in loaded.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     wf = loaded.workflow
@@ -84,9 +106,11 @@ def run(
     restart: bool = typer.Option(False, "--restart", help="start afresh, forgetting the "
                                  "state of an earlier run of this workflow"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
+    var: Optional[list[str]] = VarOption,
+    allow_large: bool = LargeOption,
 ) -> None:
     """Run a workflow on the embedded stack and show its progress live."""
-    wf = _load(file, name)
+    wf = _load(file, name, var, allow_large)
     parallel = parallel or os.cpu_count() or 1
     if parallel < 1:
         raise UserError("--parallel must be at least 1")
@@ -126,6 +150,8 @@ async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
                       f"again to re-attach, or 'jobmesh status {wf.name}'.")
             return 130
         out.print(view.final_table(final))
+        if wf.dynamic:  # it grew while it ran: draw what ran
+            wf = await ops.spec(stack.js, wf.name) or wf
         svg_path, state_path = _write_results(wf, final)
         err.print(f"graph: {svg_path}\nstate: {state_path}", highlight=False)
         return 0 if final.state is WorkflowState.SUCCEEDED else 1
@@ -188,9 +214,11 @@ def _write_results(wf: Workflow, snap: WorkflowSnapshot) -> tuple[Path, Path]:
 
 @app.command()
 def validate(file: Path = typer.Argument(..., help="workflow YAML file"),
-             name: Optional[str] = typer.Option(None, "--name", "-n")) -> None:
+             name: Optional[str] = typer.Option(None, "--name", "-n"),
+             var: Optional[list[str]] = VarOption,
+             allow_large: bool = LargeOption) -> None:
     """Check a workflow without running it."""
-    wf = _load(file, name)
+    wf = _load(file, name, var, allow_large)
     out.print(f"ok: workflow '{wf.name}', {len(wf.jobs)} jobs, {len(wf.edges)} dependencies",
               highlight=False)
 
@@ -201,9 +229,8 @@ async def _current(name: str) -> tuple[WorkflowSnapshot, Workflow | None]:
     """The workflow's state brought up to date: executors re-attach and read their jobs'
     files, the monitor folds what they report, and then the snapshot is read."""
     check_workflow(name)
-    async with Stack(_home(), services=("executor", "monitor")) as stack:
-        if stack.executor is not None:
-            stack.executor.take_work = False
+    async with Stack(_home(), services=("executor", "monitor"), take_work=False) as stack:
+        if stack.executors:
             await _settle(stack)
         snap = await ops.snapshot(stack.js, name)
         spec = await ops.spec(stack.js, name)
@@ -213,9 +240,10 @@ async def _current(name: str) -> tuple[WorkflowSnapshot, Workflow | None]:
 
 
 async def _settle(stack: Stack, timeout: float = 15) -> None:
-    assert stack.executor is not None and stack.monitor is not None
+    assert stack.monitor is not None
     deadline = time.monotonic() + timeout
-    while not stack.executor.ready.is_set() and time.monotonic() < deadline:
+    while not all(ex.ready.is_set() for ex in stack.executors) and \
+            time.monotonic() < deadline:
         if stack.failed():
             raise UserError(f"internal error: {stack.failed()}", 1)
         await asyncio.sleep(0.02)

@@ -24,6 +24,9 @@ from jobmesh.scheduler.app import SchedulerService
 from . import natsserver
 
 
+EXECUTOR_KINDS = ("local", "ssh", "wsl")
+
+
 class StackBusy(RuntimeError):
     pass
 
@@ -47,18 +50,21 @@ class Stack:
     """
 
     def __init__(self, home: Path, services: tuple[str, ...] = ("scheduler", "executor",
-                 "monitor"), workdir: Path | None = None, use_running: bool = True):
+                 "monitor"), workdir: Path | None = None, use_running: bool = True,
+                 take_work: bool = True):
         self.home = home
         self.services = services
         self.workdir = workdir
         self.use_running = use_running
+        self.take_work = take_work
         self.server: natsserver.NatsServer | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.stop = asyncio.Event()
         self._lock: int | None = None
         self.shared = False
         self.monitor: MonitorService | None = None
-        self.executor: ExecutorService | None = None
+        self.executor: ExecutorService | None = None  # the local one
+        self.executors: list[ExecutorService] = []
 
     async def __aenter__(self) -> "Stack":
         self.home.mkdir(parents=True, exist_ok=True)
@@ -91,8 +97,12 @@ class Stack:
             sched = SchedulerService(self.settings, nc=self.nc)
             self.tasks.append(asyncio.create_task(sched.run(self.stop), name="scheduler"))
         if "executor" in self.services:
-            self.executor = ExecutorService(self.settings, nc=self.nc)
-            self.tasks.append(asyncio.create_task(self.executor.run(self.stop), name="executor"))
+            for kind in EXECUTOR_KINDS:
+                ex = ExecutorService(self.settings, pool=kind, kind=kind, nc=self.nc,
+                                     take_work=self.take_work)
+                self.executors.append(ex)
+                self.tasks.append(asyncio.create_task(ex.run(self.stop), name=f"{kind} executor"))
+            self.executor = self.executors[0]
 
     def failed(self) -> str | None:
         """A service that died, with its error, or None while all run."""

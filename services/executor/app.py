@@ -32,11 +32,47 @@ from jobmesh.common.settings import Settings
 
 from .base import Executor, InvalidJobError, SubmitError
 from .local import LocalExecutor
+from .remote import RemoteExecutor
+from .transport import Transport
 
 log = logging.getLogger("jobmesh.executor")
 HEARTBEAT = 5.0
 ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
-KINDS = ("local",)
+KINDS = ("local", "ssh", "wsl")
+
+
+def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Executor:
+    """The executor for a kind. Remote kinds share one transport per host."""
+    if kind == "local":
+        return LocalExecutor(emit, settings.runs, on_done=on_done, poll_min=settings.poll_min,
+                             poll_max=settings.poll_max)
+    transports: dict[tuple[Any, ...], Transport] = {}
+
+    def transport_for(spec: Any) -> Transport:
+        x = spec.extras
+        if kind == "ssh":
+            from .ssh import DEFAULT_MAX_SESSIONS, SSHTransport
+
+            if not spec.host:
+                raise InvalidJobError("kind ssh needs host:")
+            key: tuple[Any, ...] = ("ssh", spec.user, spec.host, x.get("port"),
+                                    x.get("known_hosts", "default"), x.get("identity"),
+                                    x.get("max_sessions", DEFAULT_MAX_SESSIONS))
+            if key not in transports:
+                transports[key] = SSHTransport(
+                    spec.host, user=spec.user, port=int(x["port"]) if x.get("port") else None,
+                    max_sessions=int(key[-1]), known_hosts=key[4], identity=x.get("identity"))
+            return transports[key]
+        from .wsl import WSLTransport
+
+        key = ("wsl", x.get("wsl_exe", "wsl.exe"), x.get("distribution"))
+        if key not in transports:
+            transports[key] = WSLTransport(exe=str(key[1]), distribution=key[2])
+        return transports[key]
+
+    poll_min = max(settings.poll_min, 0.2)  # a probe is a round trip: do not hammer hosts
+    return RemoteExecutor(kind, emit, transport_for, on_done=on_done, poll_min=poll_min,
+                          poll_max=settings.poll_max)
 
 
 class _Registered(Wire):
@@ -80,12 +116,10 @@ class ExecutorService:
             await bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
 
         self.emit = emit
-        self.executor = LocalExecutor(emit, self.settings.runs, on_done=self._forget,
-                                      poll_min=self.settings.poll_min,
-                                      poll_max=self.settings.poll_max)
+        self.executor = make_executor(self.kind, emit, self.settings, self._forget)
         await self.executor.start()
         await self._reattach()
-        if isinstance(self.executor, LocalExecutor):
+        if isinstance(self.executor, (LocalExecutor, RemoteExecutor)):
             await self.executor.sweep(timeout=10)
         self.ready.set()
         if not self.take_work:

@@ -1,0 +1,472 @@
+"""The remote executor: jobs run detached on another host (SSH) or in WSL, under the
+same wrapper and run-directory files as local jobs.
+
+Per host, one probe command per poll reports every job there: exit files, live pids,
+cancel and reason files, and the log bytes past each job's stored offset. A redelivered
+job finds its run directory taken (``mkdir`` is the claim) and is attached to, never
+launched twice. Hosts that cannot be reached fail only their own jobs, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import jobmesh
+from jobmesh.common.messages import (
+    JobCanceled,
+    JobFailed,
+    JobProgressed,
+    JobReady,
+    JobStarted,
+    JobSucceeded,
+)
+from jobmesh.common.progress import LogScan, scan
+from jobmesh.common.spec import JobSpec
+
+from . import rundir
+from .base import Emit, Executor, InvalidJobError, SubmitError
+from .local import KILL_GRACE, MAX_STEPS, stage_files
+from .transport import HostRefused, HostUnreachable, Transport
+
+log = logging.getLogger("jobmesh.executor.remote")
+DEFAULT_WORKDIR = "~/.jobmesh/runs"
+CONNECT_TRIES = 3
+PROBE_BYTES = 256 * 1024   # log bytes per job per probe
+_SAFE_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]/-]+$")
+HELPER = """#!/bin/sh
+# jobmesh's job helpers for hosts without jobmesh: progress and output.
+case "$1" in
+  progress)
+    p=$2; m=""
+    if [ "$3" = "-m" ] || [ "$3" = "--msg" ]; then m=" msg=\\"$4\\""; fi
+    echo "# cloudmesh status=running progress=$p pid=$$$m" ;;
+  output) echo "# jobmesh output $2=$3" ;;
+  *) echo "jobmesh (job helper): use 'progress N [-m MSG]' or 'output KEY VALUE'" >&2
+     exit 2 ;;
+esac
+"""
+
+
+@dataclass
+class RJob:
+    job: JobReady
+    transport: Transport
+    rdir: str
+    offset: int = 0
+    partial: bytes = b""
+    scan: LogScan = field(default_factory=LogScan)
+    sent: tuple[Any, ...] = (None, None, None)
+    deadline: float | None = None
+    term_sent: float | None = None
+    dead_polls: int = 0
+    done: bool = False
+
+
+def _key(job: JobReady) -> tuple[str, str, str, int]:
+    return (job.workflow, job.run, job.job, job.attempt)
+
+
+class RemoteExecutor(Executor):
+    def __init__(self, kind: str, emit: Emit, transport_for: Callable[[JobSpec], Transport],
+                 on_done: Callable[[JobReady], Any] | None = None, poll_min: float = 0.2,
+                 poll_max: float = 2.0):
+        self.kind = kind  # type: ignore[misc]
+        self.emit, self.transport_for, self.on_done = emit, transport_for, on_done
+        self.poll_min, self.poll_max = poll_min, poll_max
+        self.jobs: dict[tuple[str, str, str, int], RJob] = {}
+        self.pollers: dict[str, asyncio.Task[None]] = {}
+        self.homes: dict[str, str] = {}
+        self.prepared: set[tuple[str, str]] = set()
+        self.probes = 0  # probe round trips made (for benchmarks)
+        self.swept = asyncio.Event()
+
+    async def start(self) -> None:
+        return None
+
+    def active(self) -> int:
+        return len(self.jobs)
+
+    # -- hosts ---------------------------------------------------------------------------
+
+    async def _home(self, t: Transport) -> str:
+        """The remote home (asked once per host)."""
+        if t.name in self.homes:
+            return self.homes[t.name]
+        res = await t.run('printf "%s" "$HOME"; command -v setsid >/dev/null || echo " NOSETSID"')
+        text = res.stdout.decode(errors="replace")
+        if "NOSETSID" in text:
+            raise HostRefused(f"{t.name} has no 'setsid' (util-linux); jobs cannot detach there")
+        home = text.strip()
+        if not home.startswith("/"):
+            raise HostUnreachable(f"{t.name} did not say where its home is")
+        self.homes[t.name] = home
+        return home
+
+    async def _prepare(self, t: Transport, root: str) -> None:
+        """jobmesh's job helpers (the `jobmesh progress` command, `import jobmesh`) under a
+        workdir root, installed once per host and root."""
+        if (t.name, root) in self.prepared:
+            return
+        q = shlex.quote(root)
+        await t.run(f"mkdir -p {q}/.bin {q}/.lib/jobmesh")
+        await t.put({f"{root}/.bin/jobmesh": HELPER.encode(),
+                     f"{root}/.lib/jobmesh/__init__.py": Path(jobmesh.__file__).read_bytes()},
+                    mode={f"{root}/.bin/jobmesh": 0o755})
+        self.prepared.add((t.name, root))
+
+    @staticmethod
+    def _workdir(home: str, spec: JobSpec | None) -> str:
+        wd = str((spec.extras.get("workdir") if spec else None) or DEFAULT_WORKDIR)
+        if wd.startswith("~"):
+            wd = home + wd[1:]
+        if not wd.startswith("/"):
+            wd = f"{home}/{wd}"
+        return wd.rstrip("/")
+
+    async def _with_retries(self, t: Transport, what: Callable[[], Any]) -> Any:
+        delay = 1.0
+        for attempt in range(1, CONNECT_TRIES + 1):
+            try:
+                return await what()
+            except HostRefused as exc:
+                raise InvalidJobError(str(exc)) from None
+            except HostUnreachable as exc:
+                if attempt == CONNECT_TRIES:
+                    raise InvalidJobError(f"{exc} (after {CONNECT_TRIES} tries)") from None
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    # -- submit / attach -------------------------------------------------------------------
+
+    async def submit(self, job: JobReady) -> str:
+        if _key(job) in self.jobs:
+            return self.jobs[_key(job)].rdir
+        t = self.transport_for(job.spec)
+        home = await self._with_retries(t, lambda: self._home(t))
+        root = self._workdir(home, job.spec)
+        await self._with_retries(t, lambda: self._prepare(t, root))
+        rdir = rundir.run_dir(root, job)
+        files, modes = self._files(job, rdir, root)
+        dirs = sorted({str(Path(p).parent) for p in files})
+        claim = (f"mkdir -p {shlex.quote(str(Path(rdir).parent))} && mkdir {shlex.quote(rdir)}"
+                 f" && mkdir -p {' '.join(shlex.quote(d) for d in dirs)}")
+        res = await self._with_retries(t, lambda: t.run(claim))
+        if res.status != 0:  # taken: a redelivered message; attach, never launch twice
+            await self.attach(job, "")
+            return f"{t.name}:{rdir}"
+        try:
+            await self._with_retries(t, lambda: t.put(files, modes))
+            pid = await self._launch(t, job, rdir)
+        except BaseException:
+            try:
+                await t.run(f"rm -rf {shlex.quote(rdir)}")
+            except Exception:
+                pass
+            raise
+        rj = RJob(job, t, rdir)
+        if job.spec.timeout:
+            rj.deadline = time.time() + job.spec.timeout
+        self.jobs[_key(job)] = rj
+        native = f"{t.name}:{pid}"
+        await self.emit(JobStarted(**_ids(job), native_id=native, host=t.name, run_dir=rdir,
+                                   time=time.time()))
+        self._poll(t)
+        return native
+
+    def _files(self, job: JobReady, rdir: str, root: str) -> tuple[dict[str, bytes],
+                                                                   dict[str, int]]:
+        files: dict[str, bytes] = {f"{rdir}/job.json": job.model_dump_json(indent=1).encode()}
+        name = rundir.staged_script(job)
+        if name and job.spec.script:
+            try:
+                files[f"{rdir}/{name}"] = Path(job.spec.script).read_bytes()
+            except OSError as exc:
+                raise InvalidJobError(f"cannot read script {job.spec.script}: {exc}") from None
+        for rel in stage_files(Path(job.base_dir), job.spec.inputs, "input"):
+            files[f"{rdir}/{rel.as_posix()}"] = (Path(job.base_dir) / rel).read_bytes()
+        python = (job.spec.extras.get("python") or "python3")
+        # On the host the workflow's folder is the run directory (inputs are staged there).
+        there = job.model_copy(update={"base_dir": rdir})
+        files[f"{rdir}/wrapper.sh"] = rundir.wrapper(
+            there, rdir, python=str(python), tools=f"{root}/.bin", pylib=f"{root}/.lib").encode()
+        return files, {f"{rdir}/wrapper.sh": 0o755}
+
+    async def _launch(self, t: Transport, job: JobReady, rdir: str) -> str:
+        q = shlex.quote(rdir)
+        check = ""
+        if job.spec.job_type in ("py", "ipynb"):
+            py = f"{job.spec.venv}/bin/python" if job.spec.venv else str(
+                job.spec.extras.get("python") or "python3")
+            check = (f"command -v {shlex.quote(py)} >/dev/null 2>&1 || "
+                     f"{{ echo 'MISSING {py}'; exit 0; }}; ")
+        cmd = (f"{check}cd {q} && (setsid /bin/sh ./wrapper.sh </dev/null >/dev/null 2>&1 &) "
+               "&& i=0; while [ ! -s pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); "
+               "done; cat pid 2>/dev/null")
+        res = await self._with_retries(t, lambda: t.run(cmd))
+        out = res.stdout.decode(errors="replace").strip()
+        if out.startswith("MISSING"):
+            raise InvalidJobError(f"{out[8:]} is not installed on {t.name}; install it or set "
+                                  "venv:/python: for this job")
+        return out or "?"
+
+    async def attach(self, job: JobReady, native_id: str) -> None:
+        if _key(job) in self.jobs:
+            return
+        t = self.transport_for(job.spec)
+        home = self.homes.get(t.name)
+        if home is None:
+            try:
+                home = await self._home(t)
+            except (HostUnreachable, HostRefused):
+                home = "~"
+        rdir = rundir.run_dir(self._workdir(home, job.spec), job)
+        rj = RJob(job, t, rdir)
+        self.jobs[_key(job)] = rj
+        await self.emit(JobStarted(**_ids(job), native_id=native_id or f"{t.name}:?",
+                                   host=t.name, run_dir=rdir, time=time.time()))
+        self._poll(t)
+
+    # -- cancel -----------------------------------------------------------------------------
+
+    async def cancel(self, job: JobReady, reason: str) -> None:
+        rj = self.jobs.get(_key(job))
+        if rj is None or rj.done:
+            return
+        await self._signal(rj, reason)
+
+    async def _signal(self, rj: RJob, reason: str) -> None:
+        first = rj.term_sent is None
+        rj.term_sent = rj.term_sent or time.time()
+        sig = "TERM" if time.time() - rj.term_sent < KILL_GRACE else "KILL"
+        q = shlex.quote(rj.rdir)
+        mark = f"printf '%s\\n' {shlex.quote(reason or 'canceled')} > {q}/cancel; " if first \
+            else ""
+        cmd = (f"{mark}p=$(cat {q}/pid 2>/dev/null) && "
+               f"{{ kill -{sig} -- -$p 2>/dev/null || kill -{sig} $p 2>/dev/null; }}; true")
+        try:
+            await rj.transport.run(cmd, timeout=30)
+        except (HostUnreachable, HostRefused) as exc:
+            log.warning("cancel on %s failed (will retry): %s", rj.transport.name, exc)
+
+    # -- polling ----------------------------------------------------------------------------
+
+    def _poll(self, t: Transport) -> None:
+        task = self.pollers.get(t.name)
+        if task is None or task.done():
+            self.pollers[t.name] = asyncio.create_task(self._poll_host(t))
+
+    async def sweep(self, timeout: float) -> None:
+        """Probe every host once now."""
+        hosts = {rj.transport.name: rj.transport for rj in self.jobs.values()}
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self._probe(t) for t in hosts.values()),
+                                                  return_exceptions=True), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self.swept.set()
+
+    async def _poll_host(self, t: Transport) -> None:
+        interval = self.poll_min
+        while any(rj.transport is t and not rj.done for rj in self.jobs.values()):
+            try:
+                changed = await self._probe(t)
+                interval = self.poll_min if changed else min(interval * 1.5, self.poll_max)
+            except HostUnreachable as exc:
+                log.warning("%s: %s; jobs run on there, retrying", t.name, exc)
+                interval = min(max(interval * 2, 1.0), self.poll_max * 5)
+            except HostRefused as exc:
+                for rj in [r for r in self.jobs.values() if r.transport is t]:
+                    await self._finish(rj, None, str(exc))
+                return
+            await asyncio.sleep(interval)
+
+    async def _probe(self, t: Transport) -> bool:
+        mine = [rj for rj in self.jobs.values() if rj.transport is t and not rj.done]
+        if not mine:
+            return False
+        now = time.time()
+        for rj in mine:
+            if rj.deadline is not None and now >= rj.deadline:
+                rj.deadline = None
+                await self._signal(rj, "timeout")
+            elif rj.term_sent is not None and now - rj.term_sent >= KILL_GRACE:
+                await self._signal(rj, "")
+        script = "\n".join(_probe_one(i, rj) for i, rj in enumerate(mine))
+        res = await t.run(script, timeout=60)
+        self.probes += 1
+        changed = False
+        for i, fields in _parse(res.stdout).items():
+            if i < len(mine):
+                changed |= await self._update(mine[i], fields)
+        return changed
+
+    async def _update(self, rj: RJob, f: dict[str, str]) -> bool:
+        if "missing" in f:
+            rj.dead_polls += 1
+            if rj.dead_polls >= 3:
+                await self._finish(rj, None, f"the run directory {rj.rdir} is gone")
+            return True
+        data = base64.b64decode(f.get("log", "")) if f.get("log") else b""
+        changed = bool(data)
+        if data:
+            rj.offset += len(data)
+            data = rj.partial + data
+            cut = data.rfind(b"\n") + 1
+            rj.partial = data[cut:]
+            if cut:
+                scan(data[:cut].decode("utf-8", "replace"), rj.scan)
+            await self._report(rj)
+        code = rundir.parse_exit(f["exit"] + "\n") if f.get("exit") else None
+        if code is not None:
+            await self._finish(rj, code, None, f)
+            return True
+        if "alive" not in f and "pid" in f:
+            rj.dead_polls += 1
+            if rj.dead_polls >= 2:
+                await self._finish(rj, None, None, f)
+        return changed
+
+    async def _report(self, rj: RJob) -> None:
+        s = rj.scan
+        outputs = json.dumps(s.outputs, sort_keys=True) if s.outputs else None
+        steps = s.updates[-MAX_STEPS:] or [(s.progress, s.msg)]
+        s.updates = []
+        for progress, msg in steps:
+            if (progress, msg, outputs) != rj.sent:
+                rj.sent = (progress, msg, outputs)
+                await self.emit(JobProgressed(**_ids(rj.job), progress=progress, msg=msg,
+                                              outputs=s.outputs, time=time.time()))
+
+    async def _finish(self, rj: RJob, code: int | None, problem: str | None,
+                      f: dict[str, str] | None = None) -> None:
+        if rj.done:
+            return
+        rj.done = True
+        f = f or {}
+        if rj.partial:
+            scan(rj.partial.decode("utf-8", "replace"), rj.scan)
+            rj.partial = b""
+        if rj.scan.updates:
+            await self._report(rj)
+        s, ids, now = rj.scan, _ids(rj.job), time.time()
+        outputs = dict(s.outputs or {})
+        if f.get("outputs"):
+            try:
+                extra = json.loads(base64.b64decode(f["outputs"]))
+                outputs.update(extra if isinstance(extra, dict) else {})
+            except ValueError:
+                pass
+        reason = f.get("cancel")
+        told = f.get("reason", "").strip()
+        common: dict[str, Any] = dict(progress=s.progress, msg=s.msg, outputs=outputs or None,
+                                      time=now)
+        event: Any
+        if problem is not None:
+            event = JobFailed(**ids, reason=problem, **common)
+        elif reason == "timeout":
+            event = JobFailed(**ids, exit_code=code, reason="timeout", **common)
+        elif reason is not None:
+            event = JobCanceled(**ids, exit_code=code, reason=reason or "canceled", time=now)
+        elif code is None:
+            event = JobFailed(**ids, reason=f"the job's process on {rj.transport.name} ended "
+                              "without recording an exit code", **common)
+        elif code != 0:
+            event = JobFailed(**ids, exit_code=code, reason=told or rundir.describe_exit(code),
+                              **common)
+        elif s.status == "failed":
+            event = JobFailed(**ids, exit_code=0, reason="the job reported status=failed",
+                              **common)
+        else:
+            try:
+                await self._fetch_outputs(rj)
+                event = JobSucceeded(**ids, exit_code=0, **common)
+            except (InvalidJobError, HostUnreachable, HostRefused, OSError) as exc:
+                event = JobFailed(**ids, exit_code=0, reason=str(exc), **common)
+        await self.emit(event)
+        self.jobs.pop(_key(rj.job), None)
+        if self.on_done is not None:
+            await self.on_done(rj.job)
+
+    async def _fetch_outputs(self, rj: RJob) -> None:
+        patterns = rj.job.spec.outputs
+        if not patterns:
+            return
+        for p in patterns:
+            if not _SAFE_GLOB.match(p):
+                raise InvalidJobError(f"output pattern {p!r} has characters jobmesh will not "
+                                      "pass to a remote shell")
+        listing = await rj.transport.run(
+            f"cd {shlex.quote(rj.rdir)} && for f in {' '.join(patterns)}; do "
+            "[ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; true")
+        found = [x for x in listing.stdout.decode(errors="replace").splitlines() if x]
+        for p in patterns:
+            if not any(Path(x).match(p) or x == p for x in found):
+                raise InvalidJobError(f"declared output '{p}' matches no file on "
+                                      f"{rj.transport.name}")
+        for rel in found:
+            if rel.startswith("/") or ".." in rel.split("/"):
+                continue
+            data = await rj.transport.get(f"{rj.rdir}/{rel}")
+            dest = Path(rj.job.base_dir) / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+
+    async def close(self) -> None:
+        for task in self.pollers.values():
+            task.cancel()
+        for task in self.pollers.values():
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.pollers.clear()
+        self.jobs.clear()
+
+
+def _ids(job: JobReady) -> dict[str, Any]:
+    return dict(workflow=job.workflow, run=job.run, job=job.job, attempt=job.attempt)
+
+
+def _probe_one(i: int, rj: RJob) -> str:
+    d = shlex.quote(rj.rdir)
+    return (
+        f"printf '\\n@@J {i}\\n'; d={d}\n"
+        'if [ -d "$d" ]; then\n'
+        '  [ -s "$d/exit" ] && printf "exit=%s\\n" "$(cat "$d/exit")"\n'
+        '  if [ -s "$d/pid" ]; then echo pid=1; kill -0 "$(cat "$d/pid")" 2>/dev/null '
+        "&& echo alive=1; fi\n"
+        '  [ -f "$d/cancel" ] && printf "cancel=%s\\n" "$(head -c 300 "$d/cancel" | tr "\\n" " '
+        '" | sed "s/ *$//")"\n'
+        '  [ -f "$d/reason" ] && printf "reason=%s\\n" "$(head -c 2000 "$d/reason" | tr "\\n" '
+        '" ")"\n'
+        f'  printf "log="; tail -c +{rj.offset + 1} "$d/job.log" 2>/dev/null | '
+        f'head -c {PROBE_BYTES} | base64 | tr -d "\\n"; echo\n'
+        '  if [ -s "$d/exit" ] && [ -f "$d/outputs.json" ]; then printf "outputs="; '
+        'head -c 65536 "$d/outputs.json" | base64 | tr -d "\\n"; echo; fi\n'
+        "else echo missing=1; fi"
+    )
+
+
+def _parse(out: bytes) -> dict[int, dict[str, str]]:
+    result: dict[int, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in out.decode("utf-8", "replace").splitlines():
+        if raw.startswith("@@J "):
+            current = result.setdefault(int(raw[4:].strip()), {})
+        elif current is not None and "=" in raw:
+            k, _, v = raw.partition("=")
+            current[k] = v
+    return result
+
+
+__all__ = ["RemoteExecutor", "SubmitError"]
