@@ -40,7 +40,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 # Off a terminal (logs, CI) keep tables readable instead of squeezing them to 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)  # never break a path in two
-SUPPORTED_KINDS = {"local", "ssh", "wsl"}
+SUPPORTED_KINDS = {"local", "ssh", "wsl", "slurm", "lsf"}
 
 
 class Output(str, Enum):

@@ -24,7 +24,7 @@ from jobmesh.scheduler.app import SchedulerService
 from . import natsserver
 
 
-EXECUTOR_KINDS = ("local", "ssh", "wsl")
+EXECUTOR_KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
 
 
 class StackBusy(RuntimeError):

@@ -33,12 +33,12 @@ from jobmesh.common.settings import Settings
 from .base import Executor, InvalidJobError, SubmitError
 from .local import LocalExecutor
 from .remote import RemoteExecutor
-from .transport import Transport
+from .transport import LocalTransport, Transport
 
 log = logging.getLogger("jobmesh.executor")
 HEARTBEAT = 5.0
 ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
-KINDS = ("local", "ssh", "wsl")
+KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
 
 
 def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Executor:
@@ -50,11 +50,13 @@ def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Exe
 
     def transport_for(spec: Any) -> Transport:
         x = spec.extras
-        if kind == "ssh":
+        if kind in ("slurm", "lsf") and not spec.host:
+            return transports.setdefault(("local",), LocalTransport())
+        if kind in ("ssh", "slurm", "lsf"):
             from .ssh import DEFAULT_MAX_SESSIONS, SSHTransport
 
             if not spec.host:
-                raise InvalidJobError("kind ssh needs host:")
+                raise InvalidJobError(f"kind {kind} needs host:")
             key: tuple[Any, ...] = ("ssh", spec.user, spec.host, x.get("port"),
                                     x.get("known_hosts", "default"), x.get("identity"),
                                     x.get("max_sessions", DEFAULT_MAX_SESSIONS))
@@ -71,6 +73,20 @@ def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Exe
         return transports[key]
 
     poll_min = max(settings.poll_min, 0.2)  # a probe is a round trip: do not hammer hosts
+    if kind in ("slurm", "lsf"):
+        from .batch import BatchExecutor
+
+        system: Any
+        if kind == "slurm":
+            from .slurm import Slurm
+
+            system = Slurm()
+        else:
+            from .lsf import LSF
+
+            system = LSF()
+        return BatchExecutor(kind, system, emit, transport_for, on_done=on_done,
+                             poll_min=max(poll_min, 0.5), poll_max=max(settings.poll_max, 5.0))
     return RemoteExecutor(kind, emit, transport_for, on_done=on_done, poll_min=poll_min,
                           poll_max=settings.poll_max)
 

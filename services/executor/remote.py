@@ -178,10 +178,14 @@ class RemoteExecutor(Executor):
             rj.deadline = time.time() + job.spec.timeout
         self.jobs[_key(job)] = rj
         native = f"{t.name}:{pid}"
-        await self.emit(JobStarted(**_ids(job), native_id=native, host=t.name, run_dir=rdir,
-                                   time=time.time()))
+        await self._accepted(rj, native)
         self._poll(t)
         return native
+
+    async def _accepted(self, rj: RJob, native: str) -> None:
+        """The job was launched (or found again): say so."""
+        await self.emit(JobStarted(**_ids(rj.job), native_id=native, host=rj.transport.name,
+                                   run_dir=rj.rdir, time=time.time()))
 
     def _files(self, job: JobReady, rdir: str, root: str) -> tuple[dict[str, bytes],
                                                                    dict[str, int]]:
@@ -232,8 +236,7 @@ class RemoteExecutor(Executor):
         rdir = rundir.run_dir(self._workdir(home, job.spec), job)
         rj = RJob(job, t, rdir)
         self.jobs[_key(job)] = rj
-        await self.emit(JobStarted(**_ids(job), native_id=native_id or f"{t.name}:?",
-                                   host=t.name, run_dir=rdir, time=time.time()))
+        await self._accepted(rj, native_id or f"{t.name}:?")
         self._poll(t)
 
     # -- cancel -----------------------------------------------------------------------------
@@ -316,16 +319,7 @@ class RemoteExecutor(Executor):
             if rj.dead_polls >= 3:
                 await self._finish(rj, None, f"the run directory {rj.rdir} is gone")
             return True
-        data = base64.b64decode(f.get("log", "")) if f.get("log") else b""
-        changed = bool(data)
-        if data:
-            rj.offset += len(data)
-            data = rj.partial + data
-            cut = data.rfind(b"\n") + 1
-            rj.partial = data[cut:]
-            if cut:
-                scan(data[:cut].decode("utf-8", "replace"), rj.scan)
-            await self._report(rj)
+        changed = await self._read_log(rj, f)
         code = rundir.parse_exit(f["exit"] + "\n") if f.get("exit") else None
         if code is not None:
             await self._finish(rj, code, None, f)
@@ -335,6 +329,20 @@ class RemoteExecutor(Executor):
             if rj.dead_polls >= 2:
                 await self._finish(rj, None, None, f)
         return changed
+
+    async def _read_log(self, rj: RJob, f: dict[str, str]) -> bool:
+        """Fold the log bytes a probe brought back; True when there were any."""
+        data = base64.b64decode(f.get("log", "")) if f.get("log") else b""
+        if not data:
+            return False
+        rj.offset += len(data)
+        data = rj.partial + data
+        cut = data.rfind(b"\n") + 1
+        rj.partial = data[cut:]
+        if cut:
+            scan(data[:cut].decode("utf-8", "replace"), rj.scan)
+        await self._report(rj)
+        return True
 
     async def _report(self, rj: RJob) -> None:
         s = rj.scan

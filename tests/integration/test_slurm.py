@@ -1,0 +1,193 @@
+"""The Slurm executor on a real single-node Slurm, locally and through an SSH login node."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests import slurmcluster, sshhosts
+from tests.conftest import cli, wait_until, write_workflow
+
+why = slurmcluster.available()
+pytestmark = [pytest.mark.integration, pytest.mark.slurm]
+if why:
+    pytestmark.append(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurmcluster.Slurm]:
+    cluster = slurmcluster.Slurm(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def run(home: Path, wf: Path, slurm: slurmcluster.Slurm, *extra: str, timeout: float = 240):
+    return cli(home, "run", str(wf), *extra, timeout=timeout,
+               env={**slurm.env, "JOBMESH_HOME": str(home)})
+
+
+def status(home: Path, name: str, slurm: slurmcluster.Slurm) -> dict:
+    res = cli(home, "status", name, "-o", "json", env=slurm.env)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def node(tmp_path: Path, **attrs: object) -> dict[str, object]:
+    return {"kind": "slurm", "workdir": str(tmp_path / "slurm-runs"), **attrs}
+
+
+def test_local_slurm_slurm_local_succeeds_with_job_ids(slurm, tmp_path: Path,
+                                                       home: Path) -> None:
+    script = ("#!/bin/bash\n#SBATCH --ntasks=1\n#SBATCH --comment=from-the-script\n"
+              "echo \"on slurm job $SLURM_JOB_ID\"\njobmesh progress 50 -m half\n"
+              "cat data.txt > data2.txt; echo step >> data2.txt\n")
+    wf = write_workflow(tmp_path, "hpc", {
+        "prep": {"exec": "echo local > data.txt", "outputs": ["data.txt"]},
+        "sim.sh": node(tmp_path, partition="debug", time="2", inputs=["data.txt"],
+                       outputs=["data2.txt"]),
+        "post": node(tmp_path, exec="cat data2.txt; echo done", inputs=["data2.txt"],
+                     sbatch=["--ntasks=1"]),
+        "report": {"exec": 'cat "$JOBMESH_WORKFLOW_DIR/data2.txt"'},
+    }, ["prep,sim.sh,post,report"], files={"sim.sh": script})
+    res = run(home, wf, slurm)
+    assert res.returncode == 0, res.stderr + res.stdout
+    jobs = status(home, "hpc", slurm)["jobs"]
+    for name in ("sim.sh", "post"):
+        jid = jobs[name]["native_id"]
+        assert jid.isdigit(), jid
+        assert slurm.state(jid) == "COMPLETED"
+    log = Path(jobs["sim.sh"]["run_dir"], "job.log").read_text()
+    assert f"on slurm job {jobs['sim.sh']['native_id']}" in log
+    batch = Path(jobs["sim.sh"]["run_dir"], "batch.sh").read_text()
+    assert "#SBATCH --comment=from-the-script" in batch and "#SBATCH --partition=debug" in batch
+    assert (tmp_path / "data2.txt").read_text() == "local\nstep\n"
+    assert "native id" in res.stdout and jobs["sim.sh"]["native_id"] in res.stdout
+
+
+def test_failing_slurm_job_fails_workflow_and_skips(slurm, tmp_path: Path, home: Path) -> None:
+    wf = write_workflow(tmp_path, "hpcfail", {
+        "bad": node(tmp_path, exec="echo failing; exit 7"),
+        "after": node(tmp_path, exec="true"),
+    }, ["bad,after"])
+    res = run(home, wf, slurm)
+    assert res.returncode == 1
+    jobs = status(home, "hpcfail", slurm)["jobs"]
+    assert jobs["bad"]["state"] == "FAILED" and jobs["bad"]["exit_code"] == 7
+    assert "exit code 7" in jobs["bad"]["reason"]
+    assert jobs["after"]["state"] == "SKIPPED"
+    assert slurm.state(jobs["bad"]["native_id"]) == "FAILED"
+
+
+def test_cancel_scancels_and_slurm_shows_cancelled(slurm, tmp_path: Path, home: Path, bus,
+                                                   services) -> None:
+    wf = write_workflow(tmp_path, "hpccancel", {"long": node(tmp_path, exec="sleep 300")}, [])
+    env = slurm.env
+    os.environ["SLURM_CONF"] = env["SLURM_CONF"]  # the executor process inherits it
+    try:
+        services.start("scheduler")
+        services.start("monitor")
+        services.start("executor:slurm", "--kind", "slurm")
+    finally:
+        del os.environ["SLURM_CONF"]
+    run_id, _ = bus.submit(wf)
+    snap = bus.wait("hpccancel", lambda s: s.jobs["long"].state.value == "RUNNING", 60,
+                    "the Slurm job to run")
+    jid = snap.jobs["long"].native_id
+    from jobmesh.common import ops
+
+    bus.call(lambda js: ops.cancel(js, "hpccancel", run_id))
+    snap = bus.wait("hpccancel", lambda s: s.state.terminal, 60, "the cancel to land")
+    assert snap.jobs["long"].state.value == "CANCELED"
+    wait_until(lambda: slurm.state(jid) == "CANCELLED", 30, "Slurm to show CANCELLED")
+
+
+def test_executor_restart_reattaches_by_id_without_resubmitting(slurm, tmp_path: Path,
+                                                                home: Path, bus,
+                                                                services) -> None:
+    gate = tmp_path / "go"
+    wf = write_workflow(tmp_path, "hpcattach", {"wait": node(
+        tmp_path, exec=f"echo x >> {tmp_path}/count; while [ ! -e {gate} ]; do sleep 0.1; "
+                       "done")}, [])
+    os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]
+    try:
+        services.start("scheduler")
+        services.start("monitor")
+        services.start("executor:slurm", "--kind", "slurm")
+        bus.submit(wf)
+        snap = bus.wait("hpcattach", lambda s: s.jobs["wait"].state.value == "RUNNING", 60,
+                        "the Slurm job to run")
+        jid = snap.jobs["wait"].native_id
+        services.kill("executor:slurm", signal.SIGKILL)
+        gate.touch()
+        services.start("executor:slurm", "--kind", "slurm")
+    finally:
+        del os.environ["SLURM_CONF"]
+    snap = bus.wait("hpcattach", lambda s: s.state.terminal, 60, "the workflow to end")
+    assert snap.state.value == "SUCCEEDED" and snap.jobs["wait"].native_id == jid
+    assert (tmp_path / "count").read_text() == "x\n"
+    names = slurm.run("squeue", "-h", "-t", "all", "-o", "%j").stdout.split()
+    assert sum(1 for n in names if n.startswith("jm-hpcattach-wait-1-")) == 1
+
+
+def test_slurmctld_outage_backs_off_and_recovers(slurm, tmp_path: Path, home: Path, bus,
+                                                 services) -> None:
+    gate = tmp_path / "go"
+    wf = write_workflow(tmp_path, "hpcoutage", {"job": node(
+        tmp_path, exec=f"while [ ! -e {gate} ]; do sleep 0.1; done; echo survived")}, [])
+    os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]
+    try:
+        services.start("scheduler")
+        services.start("monitor")
+        services.start("executor:slurm", "--kind", "slurm")
+    finally:
+        del os.environ["SLURM_CONF"]
+    bus.submit(wf)
+    bus.wait("hpcoutage", lambda s: s.jobs["job"].state.value == "RUNNING", 60, "the job")
+    slurm.stop_daemon("slurmctld")
+    try:
+        bus.wait("hpcoutage", lambda s: "unreachable" in (s.jobs["job"].msg or ""), 30,
+                 "the outage to be reported")
+        gate.touch()
+        time.sleep(20)  # the outage itself: slurmctld stays down for 20 seconds
+    finally:
+        slurm.start_ctld()
+    snap = bus.wait("hpcoutage", lambda s: s.state.terminal, 120, "the recovery")
+    assert snap.state.value == "SUCCEEDED"
+    assert "back" in (snap.jobs["job"].msg or "")
+    assert Path(snap.jobs["job"].run_dir, "job.log").read_text().endswith("survived\n")
+
+
+def test_time_limit_fails_with_reason_timeout(slurm, tmp_path: Path, home: Path) -> None:
+    wf = write_workflow(tmp_path, "hpctime", {"slow": node(tmp_path, exec="sleep 600",
+                                                           time="1")}, [])
+    res = run(home, wf, slurm, timeout=300)
+    assert res.returncode == 1
+    job = status(home, "hpctime", slurm)["jobs"]["slow"]
+    assert job["state"] == "FAILED" and job["reason"] == "timeout"
+    assert slurm.state(job["native_id"]) == "TIMEOUT"
+
+
+def test_slurm_through_an_ssh_login_node(slurm, tmp_path: Path, home: Path,
+                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    if sshhosts.available():
+        pytest.skip(sshhosts.available())
+    lab = sshhosts.Lab(tmp_path_factory.mktemp("login"))
+    login = lab.loopback("login")
+    try:
+        wf = write_workflow(tmp_path, "hpcssh", {"remote": {
+            **lab.node(login, exec="echo via login node $SLURM_JOB_ID"),
+            "kind": "slurm", "slurm_conf": str(slurm.conf)}}, [])
+        res = run(home, wf, slurm)
+        assert res.returncode == 0, res.stderr + res.stdout
+        job = status(home, "hpcssh", slurm)["jobs"]["remote"]
+        assert job["native_id"].isdigit() and slurm.state(job["native_id"]) == "COMPLETED"
+        assert login.logins() == 1
+    finally:
+        lab.stop()
