@@ -113,14 +113,12 @@ class BaseClient:
         return resp
 
     def _stream(self, path: str, params: dict[str, Any] | None = None,
-                stop: Callable[[], bool] | None = None,
-                headers: dict[str, str] | None = None) -> Iterator[Event]:
+                stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Events of an SSE endpoint, keep-alives included, until the server ends the
         stream, ``stop()`` turns true or the consumer stops iterating."""
         timeout = httpx.Timeout(self.timeout, read=max(STREAM_READ, self.timeout))
         try:
-            with self._http.stream("GET", path, params=params, headers=headers,
-                                   timeout=timeout) as resp:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as resp:
                 if not resp.is_success:
                     resp.read()
                     self._fail(resp)

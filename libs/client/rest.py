@@ -93,45 +93,72 @@ class Client(BaseClient):
         """Parsed SSE events of a workflow, forever (break out when done): 'job' events
         (data: a job event, id: its stream sequence) from the start of the log, or after
         ``last_event_id``, and a 'workflow' event (the state of every job) per change."""
-        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
-        for ev in self._stream(f"/api/workflows/{_wf(name)}/events", headers=headers):
-            if ev is not sse.KEEPALIVE:
+        # Skipped here rather than sent as Last-Event-ID, which the gateway fails on.
+        for ev in self._stream(f"/api/workflows/{_wf(name)}/events"):
+            if ev is not sse.KEEPALIVE and not (
+                    ev.id is not None and last_event_id is not None and ev.id <= last_event_id):
                 yield ev
 
     def watch(self, name: str, run: str | None = None,
               stop: Callable[[], bool] | None = None) -> Iterator[Event]:
-        """The events of one run, ending with its final 'workflow' event. The run is
-        ``run``, else the one this client last started or retried, else the current one.
-        After ``retry`` the final event is the first that shows every retried job ended
-        in its new attempt, so an old ending is never mistaken for the new one."""
+        """The events of one run, ending with its final 'workflow' event (or when the
+        server closes the stream). The run is ``run``, else the one this client last
+        started or retried, else the current one. After ``retry`` the final event is the
+        first that shows every retried job ended in its new attempt, so an old ending is
+        never mistaken for the new one."""
         mark_run, attempts = self._marks.get(name, (None, {}))
         target = run or mark_run
-        attempts = {}
-        for ev in self._stream(f"/api/workflows/{_wf(name)}/events", stop=stop):
-            if ev is sse.KEEPALIVE:
-                yield ev
-                continue
-            data = ev.data if isinstance(ev.data, dict) else {}
-            if ev.event == "job" and (target is None or data.get("run") != target):
-                continue  # the gateway replays earlier runs' events first
-            if ev.event != "workflow":
-                yield ev
-                continue
-            target = target or data.get("run")
-            if data.get("run") != target:
-                continue
-            yield ev
-            jobs = data.get("jobs", {})
-            if data.get("state") in TERMINAL and all(
-                    jobs.get(j, {}).get("attempt", 0) >= a for j, a in attempts.items()):
+        attempts = attempts if target == mark_run else {}
+        last_id, pause = 0, 0.1
+        while True:
+            for ev in self._stream(f"/api/workflows/{_wf(name)}/events", stop=stop):
+                if ev is sse.KEEPALIVE:
+                    yield ev
+                    continue
+                data = ev.data if isinstance(ev.data, dict) else {}
+                if ev.event == "job":
+                    if ev.id is not None and ev.id <= last_id:
+                        continue  # seen before a reconnect
+                    last_id = ev.id if ev.id is not None else last_id
+                    if target is not None and data.get("run") == target:
+                        yield ev  # earlier runs' events are replayed first: not ours
+                    continue
+                if ev.event != "workflow":
+                    continue
+                target = target or data.get("run")
+                ended = data.get("state") in TERMINAL
+                if data.get("run") == target:
+                    yield ev
+                    jobs = data.get("jobs", {})
+                    if ended and all(jobs.get(j, {}).get("attempt", 0) >= a
+                                     for j, a in attempts.items()):
+                        return
+                    pause = 0.1 if not ended else pause
+                if ended:
+                    # An ending that is not ours (an older run, or before the retry took
+                    # effect): the gateway drops the snapshots that follow one while it
+                    # flushes job events, so ask afresh for the current state.
+                    break
+            else:
+                return  # the server closed the stream, or stop() said so
+            if stop is not None and stop():
                 return
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def wait(self, name: str, timeout: float = 3600, run: str | None = None) -> dict[str, Any]:
         """Follow the events until the run (see ``watch``) ends; returns its final status
         (the shape of ``jobmesh status -o json``: name, run, state, counts, jobs, ...).
         Raises TimeoutError at the deadline (the run goes on), ApiError if the service
-        fails or closes the stream first."""
+        fails or closes the stream first (409: the workflow has never run)."""
         deadline = time.monotonic() + timeout
+        if run is None and name not in self._marks:
+            grace = time.monotonic() + min(2.0, timeout)  # a run just started elsewhere
+            while self.show(name)["status"] is None:
+                if time.monotonic() > grace:
+                    raise ApiError(409, f"workflow '{name}' has not run yet; start it with "
+                                   "run()")
+                time.sleep(0.1)
         box: queue.Queue[tuple[str, Any]] = queue.Queue()
         done = threading.Event()
 

@@ -10,12 +10,13 @@ import subprocess
 import tarfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from jobmesh.client import ApiError, Client, Workflow
+
 from tests.conftest import JOBMESH, cli, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
@@ -102,6 +103,8 @@ def test_every_upload_kind_runs_to_completion(client: Client, tmp_path: Path,
     assert added["name"] == name
     assert "report" in added["jobs"]
     assert client.show(name)["status"] is None  # uploaded, not run
+    with pytest.raises(ApiError, match="has not run yet"):
+        client.wait(name, timeout=5)
     run = client.run(name, parallel=2)
     assert run["state"] == "RUNNING"
     final = client.wait(name, timeout=60)
@@ -183,12 +186,17 @@ def test_events_and_follow_log(client: Client, tmp_path: Path) -> None:
     gate.touch()
     seen += "".join(chunks)  # ends by itself when the job ends
     assert seen.splitlines() == ["first", "second"]
-    kinds = []
+    kinds, ids = [], []
     for ev in client.events("ev"):
         kinds.append((ev.event, ev.data.get("type") or ev.data.get("state")))
+        ids += [ev.id] if ev.event == "job" else []
         if ev.event == "workflow" and ev.data["state"] == "SUCCEEDED":
             break
     assert ("job", "started") in kinds and ("job", "succeeded") in kinds
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    rest = client.events("ev", last_event_id=ids[-1])
+    assert next(rest).event == "workflow"  # every job event was seen already
+    rest.close()
     assert client.log("ev", "talk", tail=1)["data"] == "second\n"
 
 
