@@ -76,8 +76,9 @@ def _variables(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-VarOption = typer.Option(None, "--var", "-v", metavar="NAME=VALUE", help="set a workflow variable: -v NAME=VALUE "
-                         "(repeatable; VALUE is read as YAML, e.g. 5, prod, [10, 30])")
+VarOption = typer.Option(None, "--var", "-v", metavar="NAME=VALUE",
+                         help="set a workflow variable: -v NAME=VALUE (repeatable; VALUE is "
+                         "read as YAML, e.g. 5, prod, [10, 30])")
 LargeOption = typer.Option(False, "--allow-large", help="allow more than 10,000 jobs after "
                            "foreach expansion")
 
@@ -159,22 +160,34 @@ async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
 
 async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asyncio.Event,
                   quiet: bool) -> WorkflowSnapshot | None:
-    """Show the live view until the run ends (its snapshot) or Ctrl-C (None)."""
-    latest: list[WorkflowSnapshot] = []
+    """Show the live view until the run ends (its snapshot) or Ctrl-C (None).
+
+    Snapshot updates are only peeked at (run, state, seq); the full snapshot is decoded
+    for the live view at its refresh rate and once at the end, so following a
+    5,000-job workflow costs no more than following a small one."""
+    raw: list[bytes] = []
     done = asyncio.Event()
 
     async def watch() -> None:
-        async for snap in ops.watch(stack.js, wf):
-            if snap.run != run_id:
+        async for value in ops.watch_raw(stack.js, wf):
+            head = ops.peek(value)
+            if head is None:  # not our encoding: decode it the slow way
+                snap = WorkflowSnapshot.model_validate_json(value)
+                head = (snap.run, snap.state.value, snap.seq)
+            if head[0] != run_id:
                 continue
-            latest[:] = [snap]
-            if snap.seq >= seq and snap.state.terminal:
+            raw[:] = [value]
+            if head[2] >= seq and WorkflowState(head[1]).terminal:
                 done.set()
                 return
 
+    def latest() -> WorkflowSnapshot | None:
+        return WorkflowSnapshot.model_validate_json(raw[0]) if raw else None
+
     watcher = asyncio.create_task(watch())
     live = None if quiet or not out.is_terminal else Live(
-        view.live(None, wf), console=out, refresh_per_second=8, transient=True)
+        view.live(None, wf), console=out, refresh_per_second=4, transient=True)
+    shown: bytes | None = None
     try:
         if live:
             live.start()
@@ -186,16 +199,19 @@ async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asy
                 raise UserError(f"lost the workflow state: {watcher.exception()}", code=1)
             waiter = asyncio.create_task(done.wait())
             intr = asyncio.create_task(interrupted.wait())
-            await asyncio.wait({waiter, intr}, timeout=0.125, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiter, intr}, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             intr.cancel()
-            if live:
-                live.update(view.live(latest[0] if latest else None, wf))
+            if live and raw and raw[0] is not shown:
+                shown = raw[0]
+                live.update(view.live(latest(), wf))
+            elif live and not raw:
+                live.update(view.live(None, wf))
     finally:
         if live:
             live.stop()
         watcher.cancel()
-    return latest[0] if done.is_set() else None
+    return latest() if done.is_set() else None
 
 
 def _write_results(wf: Workflow, snap: WorkflowSnapshot) -> tuple[Path, Path]:
@@ -277,7 +293,7 @@ def status(
     elif job is not None:
         out.print(view.job_detail(snap, job))
     else:
-        out.print(view.final_table(snap))
+        out.print(view.final_table(snap, limit=None))
 
 
 @app.command("list")
@@ -452,11 +468,10 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # click usage errors and anything unforeseen
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # Usage errors: typer vendors its own click, so match by behaviour, not class.
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(2)
         if os.environ.get("JOBMESH_DEBUG"):

@@ -72,13 +72,26 @@ def live(snap: WorkflowSnapshot | None, name: str, now: float | None = None) -> 
     return Group(*parts)
 
 
-def final_table(snap: WorkflowSnapshot, now: float | None = None) -> Table:
+FINAL_ROWS = 40  # a bigger workflow's table lists the jobs that did not succeed first
+
+
+def final_table(snap: WorkflowSnapshot, now: float | None = None,
+                limit: int | None = FINAL_ROWS) -> Table:
     now = now or time.time()
     t = Table(title=f"{snap.name} ({snap.run}): {snap.state.value}", title_justify="left")
     for col in ("job", "state", "progress", "attempt", "exit", "started", "duration",
                 "native id", "reason / message"):
         t.add_column(col, no_wrap=col in ("job", "state"))
-    for name, j in snap.jobs.items():
+    items = list(snap.jobs.items())
+    hidden = 0
+    if limit is not None and len(items) > limit:
+        items.sort(key=lambda kv: kv[1].state.value == "SUCCEEDED")  # stable: others first
+        hidden = len(items) - limit
+        items = items[:limit]
+    if hidden:
+        t.caption = (f"... and {hidden} more jobs ({summary(snap, now).plain}); "
+                     f"'jobmesh status {snap.name} -o json' lists them all")
+    for name, j in items:
         t.add_row(name, Text(j.state.value, style=STYLE[j.state.value]), f"{j.progress:.0f}%",
                   str(j.attempt), "" if j.exit_code is None else str(j.exit_code),
                   clock(j.started), duration(j, now), j.native_id or "",

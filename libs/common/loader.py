@@ -14,8 +14,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from . import control
+from .expand import expand_static
 from .names import InvalidName, check_job, check_workflow
-from .placeholders import parent_refs
+from .placeholders import parent_refs, substitute_vars
 from .ranges import expand, expand_one
 from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow
 
@@ -91,8 +93,12 @@ class _Lines:
         return None
 
 
-def load_workflow(path: str | os.PathLike[str], name: str | None = None) -> Loaded:
-    """Read and check a workflow file. Raises SpecError with every problem found."""
+def load_workflow(path: str | os.PathLike[str], name: str | None = None,
+                  variables: dict[str, Any] | None = None, allow_large: bool = False
+                  ) -> Loaded:
+    """Read and check a workflow file. Raises SpecError with every problem found.
+    ``variables`` override the file's ``variables:`` (each must be declared there);
+    ``allow_large`` allows more than ``expand.MAX_JOBS`` jobs after foreach expansion."""
     p = Path(path)
     shown = str(path)
     try:
@@ -101,7 +107,8 @@ def load_workflow(path: str | os.PathLike[str], name: str | None = None) -> Load
         raise SpecError([SpecIssue(shown, None, "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(shown, None, f"cannot read: {exc}")]) from None
-    return parse_workflow(text, shown, base_dir=p.resolve().parent, name=name, stem=p.stem)
+    return parse_workflow(text, shown, base_dir=p.resolve().parent, name=name, stem=p.stem,
+                          variables=variables, allow_large=allow_large)
 
 
 def parse_workflow(
@@ -110,6 +117,8 @@ def parse_workflow(
     base_dir: str | os.PathLike[str],
     name: str | None = None,
     stem: str | None = None,
+    variables: dict[str, Any] | None = None,
+    allow_large: bool = False,
 ) -> Loaded:
     base = Path(base_dir)
     try:
@@ -119,7 +128,9 @@ def parse_workflow(
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError([SpecIssue(file, line, f"YAML syntax error: {problem}")]) from None
-    return _Builder(data, _Lines(text), file, base, name, stem).build()
+    builder = _Builder(data, _Lines(text), file, base, name, stem)
+    builder.overrides, builder.allow_large = dict(variables or {}), allow_large
+    return builder.build()
 
 
 class _Builder:
@@ -129,6 +140,9 @@ class _Builder:
         self.name, self.stem = name, stem
         self.issues: list[SpecIssue] = []
         self.warnings: list[SpecIssue] = []
+        self.overrides: dict[str, Any] = {}
+        self.allow_large = False
+        self.keys: dict[str, str] = {}  # node name -> its key as written (ranges)
 
     def err(self, message: str, *path: str, node: str | None = None,
             field: str | None = None) -> None:
@@ -162,10 +176,7 @@ class _Builder:
         if not isinstance(defaults, dict):
             self.err("'defaults:' must be a mapping of node attributes", "defaults")
             defaults = {}
-        variables = data.get("variables") or {}
-        if not isinstance(variables, dict):
-            self.err("'variables:' must be a mapping of names to values", "variables")
-            variables = {}
+        variables = self._variables(data.get("variables"))
         raw_nodes = self._raw_nodes(wf.get("nodes"))
         edges, edge_lines = self._edges(wf.get("dependencies"), raw_nodes)
         jobs = self._jobs(raw_nodes, defaults)
@@ -178,22 +189,69 @@ class _Builder:
                     edges.append((parent, job.name))
                     edge_lines[(parent, job.name)] = self.lines.get(
                         "workflow", "nodes", job.name, "after")
-        parents_of: dict[str, set[str]] = {n: set() for n in jobs}
-        for a, b in edges:
+        final_jobs, final_edges = self._expand(raw_nodes, jobs, edges, variables)
+        parents_of: dict[str, set[str]] = {n: set() for n in final_jobs}
+        for a, b in final_edges:
             if b in parents_of:
                 parents_of[b].add(a)
-        for job in jobs.values():
+        for job in final_jobs.values():
             self._check_refs(job, parents_of[job.name])
         colors = dict(DEFAULT_COLORS)
         colors.update(self._colors(data.get("colors")))
         if self.issues:
-            raise SpecError(self.issues)
+            raise SpecError(self._unique())
         self._check_cycles(jobs, edges, edge_lines)
         if self.issues:
             raise SpecError(self.issues)
-        workflow = Workflow(name=name, jobs=jobs, edges=edges, colors=colors,
-                            base_dir=str(self.base), source=self.file, variables=variables)
+        for job in final_jobs.values():
+            if job.label and "{" in job.label and variables:
+                job.label = substitute_vars(job.label, {k: v for k, v in variables.items()
+                                                        if k not in job.params})
+        workflow = Workflow(name=name, jobs=final_jobs, edges=final_edges, colors=colors,
+                            base_dir=str(self.base), source=self.file, variables=variables,
+                            allow_large=self.allow_large)
         return Loaded(workflow, self.warnings)
+
+    def _expand(self, raw: dict[str, Any], jobs: dict[str, JobSpec],
+                edges: list[tuple[str, str]], variables: dict[str, Any]
+                ) -> tuple[dict[str, JobSpec], list[tuple[str, str]]]:
+        """Expand static foreach nodes and check control flow. Nodes with errors of their
+        own stand in as plain nodes, so one mistake is not reported twice."""
+        ok = not self.issues
+        some = {n: jobs.get(n) or JobSpec(name=n) for n in raw}
+        static = expand_static(some, [e for e in edges if e[0] in some and e[1] in some],
+                               variables, self.allow_large)
+        for node, fld, msg in static.issues:
+            self.err(msg, *self._where(node, fld), node=node, field=fld)
+        if not static.complete:
+            return jobs, edges
+        for node, fld, msg in control.check(static.jobs, static.edges, variables,
+                                            static.expanded):
+            self.err(msg, *self._where(node, fld), node=node, field=fld)
+        return (static.jobs, static.edges) if ok else (jobs, edges)
+
+    def _unique(self) -> list[SpecIssue]:
+        seen: set[str] = set()
+        return [i for i in self.issues if not (str(i) in seen or seen.add(str(i)))]
+
+    def _where(self, node: str, fld: str) -> tuple[str, ...]:
+        return ("workflow", "nodes", self.keys.get(node, node), fld.split(".")[0])
+
+    def _variables(self, given: Any) -> dict[str, Any]:
+        """The file's variables with the caller's overrides (-v NAME=VALUE)."""
+        variables = given or {}
+        if not isinstance(variables, dict):
+            self.err("'variables:' must be a mapping of names to values", "variables")
+            variables = {}
+        variables = {str(k): v for k, v in variables.items()}
+        for key, value in self.overrides.items():
+            if key not in variables:
+                known = ", ".join(sorted(variables)) or "none"
+                self.err(f"unknown variable '{key}' given to override; declare it under "
+                         f"variables: (declared: {known})", "variables", field="variables")
+            else:
+                variables[key] = value
+        return variables
 
     def _workflow_name(self, data: dict[str, Any]) -> str:
         candidates = [self.name, data.get("name"), data["workflow"].get("name"), self.stem]
@@ -246,6 +304,7 @@ class _Builder:
                     self.err(f"duplicate node name '{n}'", "workflow", "nodes", key, node=n)
                     continue
                 out[n] = (key, attrs)
+                self.keys[n] = key
         return out
 
     def _edges(self, deps: Any, raw: dict[str, tuple[str, dict[str, Any]]]
@@ -362,12 +421,13 @@ class _Builder:
         fields += [("env", v) for v in job.env.values()]
         if job.label:
             fields.append(("label", job.label))
+        node = job.foreach_of or job.name
         for fld, text in fields:
             for ref, key in parent_refs(text):
                 if ref not in parents:
                     self.err(f"{{parents.{ref}.outputs.{key}}} refers to '{ref}', which is not "
                              f"a parent of '{job.name}'; add a dependency {ref},{job.name}",
-                             "workflow", "nodes", job.name, fld, node=job.name, field=fld)
+                             *self._where(node, fld), node=node, field=fld)
 
     def _venv(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
         venv = attrs.get("venv")

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    TypeAdapter,
+    field_serializer,
+)
 
 from .spec import JobSpec, Workflow
 from .states import JobState, WorkflowState
@@ -16,6 +23,12 @@ from .states import JobState, WorkflowState
 
 class Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+def _compact(model: BaseModel, info: FieldSerializationInfo) -> Any:
+    """Specs travel without their default values (a 10,000-job sweep is ~3x smaller);
+    the reader fills the defaults back in."""
+    return model.model_dump(mode=info.mode, exclude_defaults=True)
 
 
 # -- workflow commands: jobmesh.workflows.<wf> (stream EVENTS) -----------------------------
@@ -27,6 +40,10 @@ class WorkflowSubmitted(Wire):
     spec: Workflow
     parallel: int = 1
     time: float
+
+    @field_serializer("spec")
+    def _spec(self, spec: Workflow, info: FieldSerializationInfo) -> Any:
+        return _compact(spec, info)
 
 
 class WorkflowCancelRequested(Wire):
@@ -74,6 +91,7 @@ class JobPending(_JobEvent):
     type: Literal["pending"] = "pending"
     reason: str | None = None
     not_before: float | None = None  # a retry's backoff: not released before this time
+    iteration: int | None = None  # set when a repeat loop starts its next iteration
 
 
 class JobReadied(_JobEvent):
@@ -127,10 +145,28 @@ class JobCanceled(_JobEvent):
 class JobSkipped(_JobEvent):
     type: Literal["skipped"] = "skipped"
     reason: str = "an upstream job did not succeed"
+    benign: bool = False  # not a failure: a condition was false (or upstream, that way)
+
+
+class JobsExpanded(_JobEvent):
+    """A dynamic foreach node (``job``) became ``jobs``, once its parents had finished.
+
+    Published by the scheduler; the scheduler core and the monitor fold both apply it, so
+    a replay of the log rebuilds the grown workflow. Applying it means: remove ``job`` and
+    every edge touching it, add ``jobs`` (PENDING, in this order, where ``job`` was) and
+    ``edges`` (all edges of the new jobs). Applying it twice changes nothing (``job`` is
+    gone the second time)."""
+    type: Literal["jobs_expanded"] = "jobs_expanded"
+    jobs: dict[str, JobSpec]
+    edges: list[tuple[str, str]] = Field(default_factory=list)
+
+    @field_serializer("jobs")
+    def _jobs(self, jobs: dict[str, JobSpec], info: FieldSerializationInfo) -> Any:
+        return {name: _compact(job, info) for name, job in jobs.items()}
 
 
 JobEvent = Union[JobPending, JobReadied, JobQueued, JobStarted, JobProgressed, JobSucceeded,
-                 JobFailed, JobCanceled, JobSkipped]
+                 JobFailed, JobCanceled, JobSkipped, JobsExpanded]
 WorkflowCommand = Union[WorkflowSubmitted, WorkflowCancelRequested, WorkflowRetryRequested,
                         JobCancelRequested, WorkflowDeleted]
 
@@ -208,6 +244,8 @@ class JobStatus(Wire):
     host: str | None = None
     run_dir: str | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
+    benign: bool = False  # SKIPPED, but not a failure (condition false)
+    iteration: int = 1    # the repeat loop's iteration
 
 
 class WorkflowSnapshot(Wire):
@@ -222,6 +260,7 @@ class WorkflowSnapshot(Wire):
     jobs: dict[str, JobStatus] = Field(default_factory=dict)
     edges: list[tuple[str, str]] = Field(default_factory=list)
     seq: int = 0  # the last EVENTS stream sequence folded in
+    expansions: int = 0  # dynamic foreach expansions applied: the graph's shape changed
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in JobState}

@@ -29,6 +29,19 @@ def parent_refs(text: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _PARENT.finditer(text)]
 
 
+def var_refs(text: str) -> list[str]:
+    """The ``{name}`` placeholders a string holds (variables or foreach keys)."""
+    return [m.group(1) for m in _VAR.finditer(text)]
+
+
+def substitute_vars(text: str, values: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` for the names in ``values`` only; everything else stays."""
+    if not values or "{" not in text:
+        return text
+    return _VAR.sub(lambda m: as_text(values[m.group(1)]) if m.group(1) in values
+                    else m.group(0), text)
+
+
 def substitute(text: str, outputs: Mapping[str, Mapping[str, Any]],
                variables: Mapping[str, Any] | None = None) -> str:
     """Replace known placeholders. Raises MissingOutput when a parent has no such output."""
@@ -41,6 +54,5 @@ def substitute(text: str, outputs: Mapping[str, Mapping[str, Any]],
 
     # Variables first, so text a parent published is never read as a placeholder.
     if variables:
-        text = _VAR.sub(lambda m: as_text(variables[m.group(1)]) if m.group(1) in variables
-                        else m.group(0), text)
-    return _PARENT.sub(parent, text)
+        text = substitute_vars(text, variables)
+    return _PARENT.sub(parent, text) if "{parents." in text else text

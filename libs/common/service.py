@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -21,19 +22,32 @@ from .settings import Settings, default_home
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--nats", default=None, help="NATS URL (default nats://127.0.0.1:4222 or "
-                   "JOBMESH_NATS_URL)")
+    p.add_argument("--nats", default=None, help="NATS URL, or several comma-separated for a "
+                   "cluster (default nats://127.0.0.1:4222 or JOBMESH_NATS_URL)")
     p.add_argument("--config", default=None, help="YAML file with settings (nats_url, "
-                   "nats_token, nats_user, nats_password, nats_creds, nats_tls_ca, workdir, "
-                   "replicas)")
+                   "nats_token, nats_user, nats_password, nats_creds, nats_nkey, nats_tls_ca, "
+                   "nats_tls_cert, nats_tls_key, workdir, replicas)")
     p.add_argument("--token", default=None, help="NATS token")
     p.add_argument("--user", default=None, help="NATS user")
     p.add_argument("--password", default=None, help="NATS password")
     p.add_argument("--creds", default=None, help="NATS credentials (.creds) file")
+    p.add_argument("--nkey", default=None, help="file holding an NATS nkey seed (SU...)")
     p.add_argument("--tls-ca", default=None, help="CA file for TLS to NATS")
+    p.add_argument("--tls-cert", default=None, help="client certificate for TLS to NATS")
+    p.add_argument("--tls-key", default=None, help="client key for TLS to NATS")
     p.add_argument("--workdir", default=None, help="where job run directories go")
     p.add_argument("--replicas", type=int, default=None, help="JetStream replicas (1-5)")
     return p
+
+
+# Settings the environment may give (after the config file, before the flags).
+ENV_VARS = [("nats_url", "JOBMESH_NATS_URL"), ("nats_token", "JOBMESH_NATS_TOKEN"),
+            ("nats_user", "JOBMESH_NATS_USER"), ("nats_password", "JOBMESH_NATS_PASSWORD"),
+            ("nats_creds", "JOBMESH_NATS_CREDS"), ("nats_nkey", "JOBMESH_NATS_NKEY"),
+            ("nats_tls_ca", "JOBMESH_NATS_TLS_CA"), ("nats_tls_cert", "JOBMESH_NATS_TLS_CERT"),
+            ("nats_tls_key", "JOBMESH_NATS_TLS_KEY"), ("workdir", "JOBMESH_WORKDIR"),
+            ("replicas", "JOBMESH_REPLICAS")]
+STOP_GRACE = 20.0  # seconds a service may take to stop after SIGTERM before it is cut short
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
@@ -48,16 +62,14 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
         if not isinstance(loaded, dict):
             raise SystemExit(f"error: config {args.config} must be a mapping")
         values.update(loaded)
-    for key, var in [("nats_url", "JOBMESH_NATS_URL"), ("nats_token", "JOBMESH_NATS_TOKEN"),
-                     ("nats_user", "JOBMESH_NATS_USER"),
-                     ("nats_password", "JOBMESH_NATS_PASSWORD"),
-                     ("nats_creds", "JOBMESH_NATS_CREDS"), ("workdir", "JOBMESH_WORKDIR")]:
+    for key, var in ENV_VARS:
         if env.get(var):
             values[key] = env[var]
     for key, flag in [("nats_url", "nats"), ("nats_token", "token"), ("nats_user", "user"),
                       ("nats_password", "password"), ("nats_creds", "creds"),
-                      ("nats_tls_ca", "tls_ca"), ("workdir", "workdir"),
-                      ("replicas", "replicas")]:
+                      ("nats_nkey", "nkey"), ("nats_tls_ca", "tls_ca"),
+                      ("nats_tls_cert", "tls_cert"), ("nats_tls_key", "tls_key"),
+                      ("workdir", "workdir"), ("replicas", "replicas")]:
         if getattr(args, flag, None) is not None:
             values[key] = getattr(args, flag)
     known = set(Settings.__dataclass_fields__)
@@ -65,6 +77,20 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
     if unknown:
         raise SystemExit(f"error: unknown setting(s) {', '.join(sorted(unknown))}; "
                          f"known: {', '.join(sorted(known))}")
+    for key in ("replicas",):
+        if isinstance(values.get(key), str):
+            try:
+                values[key] = int(values[key])
+            except ValueError:
+                raise SystemExit(f"error: {key} must be a number, not {values[key]!r}")
+    for key in ("poll_min", "poll_max"):
+        if isinstance(values.get(key), str):
+            try:
+                values[key] = float(values[key])
+            except ValueError:
+                raise SystemExit(f"error: {key} must be a number, not {values[key]!r}")
+    if isinstance(values.get("nats_url"), list):  # a YAML list of cluster URLs
+        values["nats_url"] = ",".join(str(u) for u in values["nats_url"])
     if "workdir" in values and values["workdir"]:
         values["workdir"] = Path(str(values["workdir"])).expanduser()
     values.setdefault("home", default_home(env))
@@ -77,12 +103,32 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` until SIGINT/SIGTERM sets ``stop``; print errors, no traceback."""
 
+    level = getattr(logging, os.environ.get("JOBMESH_LOG_LEVEL", "").upper(), None)
+    logging.basicConfig(level=level if isinstance(level, int) else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await main(stop)
+        task = asyncio.ensure_future(main(stop))
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            # Stopping: a service that is still connecting (or waiting out NATS) is not
+            # watching ``stop``; give it a grace period, then cut it short.
+            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE)
+            if not done:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                return
+        task.result()
 
     try:
         asyncio.run(runner())

@@ -45,6 +45,22 @@ def parse_duration(value: Any) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
+class Repeat(BaseModel):
+    """``repeat: {until: "outputs.loss < 0.1", max: 5, delay: 30s}``: rerun the node (or
+    its ``group:``) after each success until ``until`` holds or ``max`` iterations ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    until: str
+    max: int = Field(ge=1)
+    delay: float = 0.0
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, v: Any) -> Any:
+        return 0.0 if v is None else parse_duration(v)
+
+
 class JobSpec(BaseModel):
     """One node of the workflow."""
 
@@ -71,6 +87,14 @@ class JobSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)  # notebook parameters
     inputs: list[str] = Field(default_factory=list)   # files/globs staged into the run dir
     outputs: list[str] = Field(default_factory=list)  # files/globs copied back on success
+    # control flow (docs/workflows.md#control-flow)
+    foreach: Any = None           # {key: [values]}, a list, or "{parents.X.outputs.K}"
+    foreach_mode: Literal["product", "zip"] = "product"
+    when: str | None = None       # a condition (jobmesh.common.expr) over parents/variables
+    repeat: Repeat | None = None
+    group: str | None = None      # the nodes a repeat reruns together
+    params: dict[str, Any] = Field(default_factory=dict)  # this instance's foreach values
+    foreach_of: str | None = None  # the foreach node this job was expanded from
 
     @field_validator("args", mode="before")
     @classmethod
@@ -100,6 +124,16 @@ class JobSpec(BaseModel):
                     raise ValueError(f"{text!r} must be a path inside the workflow's folder "
                                      "(relative, without '..')")
         return v
+
+    @field_validator("foreach_mode", mode="before")
+    @classmethod
+    def _mode(cls, v: Any) -> Any:
+        return "product" if v in ("cross", "product", None) else v
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when(cls, v: Any) -> Any:
+        return ("true" if v else "false") if isinstance(v, bool) else v
 
     @field_validator("after", mode="before")
     @classmethod
@@ -152,6 +186,13 @@ class Workflow(BaseModel):
     base_dir: str = "."
     source: str = ""
     variables: dict[str, Any] = Field(default_factory=dict)
+    allow_large: bool = False  # more than expand.MAX_JOBS jobs were allowed (--allow-large)
+    submitted_digest: str | None = None  # set once jobs were added while it ran
+
+    @property
+    def dynamic(self) -> bool:
+        """Does a node wait for a parent's output to expand (foreach over an output)?"""
+        return any(j.foreach is not None for j in self.jobs.values())
 
     def parents(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {n: [] for n in self.jobs}
@@ -166,16 +207,21 @@ class Workflow(BaseModel):
         return out
 
     def digest(self) -> str:
-        """A stable hash of what runs, to tell an edited workflow from the same one."""
+        """A stable hash of what runs, to tell an edited workflow from the same one. A
+        workflow that grew while it ran (dynamic foreach) keeps the hash it was submitted
+        with."""
         import hashlib
 
-        payload = self.model_dump_json(exclude={"source"})
+        if self.submitted_digest:
+            return self.submitted_digest
+        payload = self.model_dump_json(exclude={"source", "submitted_digest", "allow_large"})
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def will_retry(spec: JobSpec, attempt: int) -> bool:
-    """A failed attempt is retried while attempts remain (attempt counts from 1)."""
-    return attempt <= spec.retries
+def will_retry(spec: JobSpec, attempt: int, first: int = 1) -> bool:
+    """A failed attempt is retried while attempts remain (attempt counts from 1; ``first``
+    is the first attempt of the current repeat iteration)."""
+    return attempt - first + 1 <= spec.retries
 
 
 def retry_delay(spec: JobSpec, attempt: int) -> float:

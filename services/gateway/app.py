@@ -81,7 +81,15 @@ def create_app(settings: Settings, token: str | None = None, nc: Any | None = No
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "path",
                                                                           "query"))
-            problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+            msg = str(e.get("msg"))
+            if e.get("type") == "string_pattern_mismatch" and where in ("name", "job"):
+                what = "workflow" if where == "name" else "job"
+                extra = ", '.'" if what == "job" else ""
+                msg = (f"invalid {what} name {e.get('input')!r}: use letters, digits, '-', "
+                       f"'_'{extra}")
+                problems.append(msg)
+                continue
+            problems.append(f"{where}: {msg}" if where else msg)
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems),
                                                       "errors": json.loads(json.dumps(
                                                           exc.errors(), default=str))})

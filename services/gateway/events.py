@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from jobmesh.common import bus, subjects
 from jobmesh.common.messages import WorkflowSnapshot
@@ -39,7 +39,7 @@ def snap_event(snap: WorkflowSnapshot) -> dict[str, Any]:
             "run carries its final state)", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> StreamingResponse:
-    await current(gw, name)
+    snap0, _ = await current(gw, name)
     last_id = request.headers.get("last-event-id", "")
     start = int(last_id) + 1 if last_id.isdigit() else None
 
@@ -49,13 +49,19 @@ async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> Str
         async def on_event(msg: Any) -> None:
             queue.put_nowait(("job", msg))
 
-        opts: dict[str, Any] = {"deliver_policy": DeliverPolicy.ALL}
+        # Start at the current run (or where the client left off), not at the first run.
         if start is not None:
-            opts = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start}
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                    opt_start_seq=start)
+        elif snap0 is not None and snap0.created:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
+                                    opt_start_time=_rfc3339(snap0.created - 1))
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
         sub = await gw.js.subscribe(subjects.workflow_events(name),
                                     stream=subjects.STREAM_EVENTS, ordered_consumer=True,
                                     cb=on_event, inactive_threshold=bus.EPHEMERAL_INACTIVE,
-                                    **opts)
+                                    config=config)
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
         watcher = await kv.watch(check_workflow(name), inactive_threshold=bus.EPHEMERAL_INACTIVE)
 
@@ -65,18 +71,23 @@ async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> Str
                     queue.put_nowait(("snap", WorkflowSnapshot.model_validate_json(entry.value)))
 
         watch_task = asyncio.create_task(watch())
-        run: str | None = None
+        run: str | None = snap0.run if snap0 is not None else None
+        later: list[tuple[str, Any]] = []  # items taken out of order, handled next
         try:
             while True:
-                try:
-                    kind, item = await asyncio.wait_for(queue.get(), KEEPALIVE)
-                except asyncio.TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
+                if later:
+                    kind, item = later.pop(0)
+                else:
+                    try:
+                        kind, item = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                    except asyncio.TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
                 if kind == "snap":
                     run = item.run
                     if item.state.terminal:
-                        # Send every job event folded into this state before it.
+                        # Send every job event folded into this state before it; newer
+                        # states found on the way are kept, in order, for afterwards.
                         await _catch_up(sub, queue)
                         while not queue.empty():
                             k, ev = queue.get_nowait()
@@ -85,6 +96,8 @@ async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> Str
                                 if data.run == run:
                                     yield sse("job", data.model_dump(mode="json"),
                                               ev.metadata.sequence.stream)
+                            else:
+                                later.append((k, ev))
                     yield sse("workflow", snap_event(item))
                     continue
                 ev = bus.decode_log(item.data)
@@ -97,6 +110,12 @@ async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> Str
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _rfc3339(t: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 async def _catch_up(sub: Any, queue: asyncio.Queue[Any], timeout: float = 2.0) -> None:

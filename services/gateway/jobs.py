@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -162,19 +163,25 @@ async def stream_log(gw: GatewayDep, name: WfName, job: JobName,
     async def events() -> AsyncIterator[bytes]:
         pos = offset
         idle = 0.1
+        # A multi-byte character may straddle two reads: decode incrementally.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        ended = False
         while True:
             data, size = await asyncio.to_thread(read_chunk, path, pos, MAX_CHUNK)
             if data:
                 pos += len(data)
                 idle = 0.1
-                payload = json.dumps({"data": data.decode("utf-8", "replace"), "offset": pos})
+                payload = json.dumps({"data": decoder.decode(data), "offset": pos})
                 yield f"event: log\nid: {pos}\ndata: {payload}\n\n".encode()
                 continue
-            snap = await ops.snapshot(gw.js, name)
-            if snap is None or job not in snap.jobs or snap.jobs[job].state.terminal:
+            if ended:  # one more read after the job ended found nothing: done
                 state = snap.jobs[job].state.value if snap and job in snap.jobs else "GONE"
                 yield f"event: end\ndata: {json.dumps({'state': state})}\n\n".encode()
                 return
+            snap = await ops.snapshot(gw.js, name)
+            if snap is None or job not in snap.jobs or snap.jobs[job].state.terminal:
+                ended = True
+                continue
             yield b": keep-alive\n\n"
             await asyncio.sleep(idle)
             idle = min(idle * 1.5, 1.0)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
 from typing import Any, Literal
 
 import yaml
-from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
 from jobmesh.common import ops
-from jobmesh.common.loader import SpecError
+from jobmesh.common.loader import SpecError, parse_workflow
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.report import csv_rows, iso, status_json
 from jobmesh.common.spec import Workflow
@@ -46,12 +48,24 @@ def summary(name: str, snap: WorkflowSnapshot | None, spec: Workflow | None,
 
 async def current(gw: GatewayDep, name: str) -> tuple[WorkflowSnapshot | None, Workflow | None]:
     snap = await ops.snapshot(gw.js, name)
-    spec = await ops.spec(gw.js, name)
-    if snap is None and spec is None and not gw.store.exists(name):
+    uploaded = gw.store.exists(name)
+    # An uploaded workflow's YAML is the truth (job edits land there); else what ran.
+    spec = gw.store.load(name) if uploaded else await ops.spec(gw.js, name)
+    if snap is None and spec is None:
         raise HTTPException(404, f"no workflow named '{name}'")
-    if spec is None and gw.store.exists(name):
-        spec = gw.store.load(name)
     return snap, spec
+
+
+async def settled(gw: GatewayDep, name: str, seq: int, timeout: float = 5.0) -> None:
+    """Wait until the stored state includes the command at stream sequence ``seq``, so
+    a GET right after a POST sees its effect."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        snap = await ops.snapshot(gw.js, name)
+        if snap is not None and snap.seq >= seq:
+            return
+        await asyncio.sleep(0.02)
 
 
 def running(snap: WorkflowSnapshot | None) -> bool:
@@ -126,19 +140,40 @@ async def delete(gw: GatewayDep, name: WfName, force: bool = False) -> dict[str,
     return {"name": name, "deleted": True}
 
 
-@router.post("/{name}/run", status_code=202, summary="Start a new run of a workflow")
+class RunOptions(BaseModel):
+    """Optional body of POST /run."""
+    variables: dict[str, Any] = Field(default_factory=dict, description=(
+        "override the workflow's variables (each must be declared under variables:)"))
+    allow_large: bool = Field(False, description="allow more than 10,000 jobs after "
+                              "foreach expansion")
+
+
+@router.post("/{name}/run", status_code=202, summary="Start a new run of a workflow "
+             "(optional JSON body: {\"variables\": {...}, \"allow_large\": false})")
 async def run(gw: GatewayDep, name: WfName,
-              parallel: int = Query(0, ge=0, le=10000)) -> dict[str, Any]:
+              parallel: int = Query(0, ge=0, le=10000),
+              options: RunOptions | None = Body(None)) -> dict[str, Any]:
     snap, spec = await current(gw, name)
     if running(snap):
         raise HTTPException(409, f"workflow '{name}' is already running")
+    options = options or RunOptions()
     try:
-        wf = gw.store.load(name) if gw.store.exists(name) else spec
+        if gw.store.exists(name):
+            path = gw.store._yaml_path(name)
+            wf = parse_workflow(path.read_text(), path.name, base_dir=path.parent, name=name,
+                                variables=options.variables,
+                                allow_large=options.allow_large).workflow
+        elif options.variables or options.allow_large:
+            raise HTTPException(409, f"workflow '{name}' was not uploaded here, so its "
+                                "variables cannot be changed; run it with jobmesh run -v")
+        else:
+            wf = spec
     except SpecError as exc:
         raise HTTPException(422, "; ".join(str(i) for i in exc.issues)) from None
     if wf is None:
         raise HTTPException(404, f"no workflow named '{name}'")
-    run_id, _seq = await ops.submit(gw.js, wf, parallel or os.cpu_count() or 1)
+    run_id, seq = await ops.submit(gw.js, wf, parallel or os.cpu_count() or 1)
+    await settled(gw, name, seq)
     return {"name": name, "run": run_id, "state": "RUNNING"}
 
 
@@ -148,7 +183,8 @@ async def cancel(gw: GatewayDep, name: WfName) -> dict[str, Any]:
     if not running(snap):
         raise HTTPException(409, f"workflow '{name}' is not running")
     assert snap is not None
-    await ops.cancel(gw.js, name, snap.run)
+    seq = await ops.cancel(gw.js, name, snap.run)
+    await settled(gw, name, seq)
     return {"name": name, "run": snap.run, "cancel_requested": True}
 
 
@@ -162,7 +198,8 @@ async def retry(gw: GatewayDep, name: WfName) -> dict[str, Any]:
         raise HTTPException(409, f"workflow '{name}' is still running")
     if snap.state is WorkflowState.SUCCEEDED:
         raise HTTPException(409, f"workflow '{name}' succeeded; nothing to retry")
-    await ops.retry(gw.js, name, snap.run)
+    seq = await ops.retry(gw.js, name, snap.run)
+    await settled(gw, name, seq)
     return {"name": name, "run": snap.run, "state": "RUNNING"}
 
 

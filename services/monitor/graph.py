@@ -23,8 +23,10 @@ DEFAULT_LABEL = "{name}\\n{status} {progress}%"
 SHAPES = ("polygon", "ellipse", "path")
 
 
-def node_attrs(spec: Workflow, snap: WorkflowSnapshot, name: str) -> dict[str, Any]:
-    """Everything a label may name for one job."""
+def node_attrs(spec: Workflow, snap: WorkflowSnapshot, name: str,
+               parents: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Everything a label may name for one job. Pass ``parents`` (spec.parents()) when
+    labelling many nodes: computing it per node is quadratic."""
     job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
     attrs: dict[str, Any] = {k: v for k, v in job.model_dump().items() if v is not None}
     attrs.update(job.extras)
@@ -32,18 +34,20 @@ def node_attrs(spec: Workflow, snap: WorkflowSnapshot, name: str) -> dict[str, A
                  progress=int(st.progress), msg=st.msg, attempt=st.attempt,
                  native_id=st.native_id, exit_code=st.exit_code, reason=st.reason,
                  outputs=st.outputs, host=st.host or job.host, workflow=spec.name)
+    parents = parents if parents is not None else spec.parents()
     attrs["parents"] = {p: {"outputs": (snap.jobs[p].outputs if p in snap.jobs else {})}
-                        for p in spec.parents()[name]}
+                        for p in parents.get(name, [])}
     return attrs
 
 
 def label_lines(spec: Workflow, snap: WorkflowSnapshot, name: str, now: float,
-                user_vars: dict[str, Any] | None = None) -> list[str]:
+                user_vars: dict[str, Any] | None = None,
+                parents: dict[str, list[str]] | None = None) -> list[str]:
     job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
     times = {"created": snap.created, "t0": snap.started, "t1": snap.ended,
              "tstart": st.started, "tend": st.ended, "modified": st.modified}
-    text = render_label(job.label or DEFAULT_LABEL, node_attrs(spec, snap, name), times, now,
-                        user_vars)
+    text = render_label(job.label or DEFAULT_LABEL, node_attrs(spec, snap, name, parents), times,
+                        now, user_vars)
     return text.replace("\\n", "\n").split("\n")
 
 
@@ -60,6 +64,7 @@ def dot_source(spec: Workflow, snap: WorkflowSnapshot, now: float) -> str:
     ids = {n: f"n{i}" for i, n in enumerate(spec.jobs)}
     out = [f"digraph {_q(spec.name)} {{", '  graph [rankdir=TB, fontname="Helvetica"];',
            '  node [fontname="Helvetica", fontsize=11];']
+    parents = spec.parents()
     for name, job in spec.jobs.items():
         st = snap.jobs.get(name) or JobStatus()
         shape = job.shape or ("diamond" if name in ("start", "end") else "box")
@@ -67,7 +72,7 @@ def dot_source(spec: Workflow, snap: WorkflowSnapshot, now: float) -> str:
         if "filled" not in style:
             style += ",filled"
         label = "\\n".join(x.replace("\\", "\\\\").replace('"', '\\"')
-                           for x in label_lines(spec, snap, name, now))
+                           for x in label_lines(spec, snap, name, now, parents=parents))
         out.append(f'  {_q(name)} [id={ids[name]}, label="{label}", shape={_q(shape)}, '
                    f'style={_q(style)}, fillcolor={_q(fill(spec, st))}, '
                    f'class={_q("job " + st.state.value)}];')
@@ -97,6 +102,7 @@ class Graph:
             self.nodes[name] = (g, shape, texts)
 
     def patch(self, snap: WorkflowSnapshot, now: float) -> bytes:
+        parents = self.spec.parents()
         for name, (g, shape, texts) in self.nodes.items():
             st = snap.jobs.get(name) or JobStatus()
             g.set("class", f"node job {st.state.value}")
@@ -104,12 +110,17 @@ class Graph:
             if shape is not None:
                 shape.set("fill", fill(self.spec, st))
             if texts:
-                lines = label_lines(self.spec, snap, name, now)
+                lines = label_lines(self.spec, snap, name, now, parents=parents)
                 if len(lines) > len(texts):
                     lines = lines[: len(texts) - 1] + [" ".join(lines[len(texts) - 1:])]
                 for el, line in zip(texts, lines + [""] * (len(texts) - len(lines))):
                     el.text = line
         return ET.tostring(self.root, encoding="utf-8", xml_declaration=True)
+
+
+def layout_key(snap: WorkflowSnapshot) -> tuple[str, int]:
+    """What a cached layout is good for: one run, until a foreach expansion adds jobs."""
+    return snap.run, snap.expansions
 
 
 def layout(spec: Workflow, snap: WorkflowSnapshot, now: float, timeout: float = 60) -> Graph:

@@ -16,12 +16,13 @@ from jobmesh.common.messages import (
     JobPending,
     JobReadied,
     JobReady,
+    JobsExpanded,
     JobSkipped,
 )
 from jobmesh.common.settings import Settings
 from jobmesh.common.states import JobState
 
-from .core import CancelRunning, Instruction, MarkJob, ReleaseJob, SchedulerCore
+from .core import CancelRunning, ExpandJob, Instruction, MarkJob, ReleaseJob, SchedulerCore
 
 log = logging.getLogger("jobmesh.scheduler")
 
@@ -66,7 +67,13 @@ class SchedulerService:
                 await bus.close(nc)
 
     async def _execute(self, nc: Any, js: Any, instructions: list[Instruction]) -> None:
-        await asyncio.gather(*(self._one(nc, js, i) for i in instructions))
+        # New jobs must be on the log before any event about them: expansions go first,
+        # one by one (each publish waits for JetStream's ack), the rest concurrently.
+        for ins in instructions:
+            if isinstance(ins, ExpandJob):
+                await self._one(nc, js, ins)
+        await asyncio.gather(*(self._one(nc, js, i) for i in instructions
+                               if not isinstance(i, ExpandJob)))
 
     async def _one(self, nc: Any, js: Any, ins: Instruction) -> None:
         now = time.time()
@@ -83,14 +90,20 @@ class SchedulerService:
                           time=now)
             event: Any
             if ins.state is JobState.SKIPPED:
-                event = JobSkipped(reason=ins.reason, **common)
+                event = JobSkipped(reason=ins.reason, benign=ins.benign, **common)
             elif ins.state is JobState.CANCELED:
                 event = JobCanceled(reason=ins.reason, **common)
             elif ins.state is JobState.PENDING:
-                event = JobPending(reason=ins.reason, not_before=ins.not_before, **common)
+                event = JobPending(reason=ins.reason, not_before=ins.not_before,
+                                   iteration=ins.iteration, **common)
             else:
                 event = JobFailed(reason=ins.reason, **common)
             ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}.{event.type}"
+            await bus.publish(js, subjects.events(ins.workflow, ins.job), event, msg_id=ident)
+        elif isinstance(ins, ExpandJob):
+            event = JobsExpanded(workflow=ins.workflow, run=ins.run, job=ins.job,
+                                 attempt=ins.attempt, jobs=ins.jobs, edges=ins.edges, time=now)
+            ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}.expanded"
             await bus.publish(js, subjects.events(ins.workflow, ins.job), event, msg_id=ident)
         elif isinstance(ins, CancelRunning):
             msg = CancelJob(workflow=ins.workflow, run=ins.run, job=ins.job,

@@ -10,14 +10,15 @@ whatever the crash left undone (level-triggered, not edge-triggered).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
+from jobmesh.common.control import repeat_done
 from jobmesh.common.messages import (
     EVENT_STATE,
     JobCancelRequested,
     JobEvent,
     JobProgressed,
+    JobsExpanded,
     WorkflowCancelRequested,
     WorkflowDeleted,
     WorkflowRetryRequested,
@@ -27,66 +28,22 @@ from jobmesh.common.placeholders import MissingOutput, substitute
 from jobmesh.common.spec import JobSpec, retry_delay, will_retry
 from jobmesh.common.states import JobState, should_apply
 
-CANCEL_RESEND = 5.0  # seconds between repeated cancel requests for a job still running
+from .flow import (
+    CANCEL_RESEND,
+    CancelRunning,
+    ControlFlow,
+    ExpandJob,
+    Instruction,
+    Job,
+    MarkJob,
+    ReleaseJob,
+)
+
+__all__ = ["CANCEL_RESEND", "CancelRunning", "ExpandJob", "Instruction", "Job", "MarkJob",
+           "ReleaseJob", "SchedulerCore", "WorkflowRun"]
 
 
-# -- instructions -----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ReleaseJob:
-    workflow: str
-    run: str
-    job: str
-    attempt: int
-    pool: str
-    spec: JobSpec
-    base_dir: str
-
-
-@dataclass(frozen=True)
-class MarkJob:
-    """Publish a state event the scheduler decided: skipped, canceled, pending (retry)
-    or failed (a job that cannot start, e.g. a missing parent output)."""
-    workflow: str
-    run: str
-    job: str
-    attempt: int
-    state: JobState
-    reason: str
-    not_before: float | None = None
-
-
-@dataclass(frozen=True)
-class CancelRunning:
-    workflow: str
-    run: str
-    job: str
-    attempt: int
-    pool: str
-    reason: str
-
-
-Instruction = Union[ReleaseJob, MarkJob, CancelRunning]
-
-
-# -- state ------------------------------------------------------------------------------
-
-@dataclass
-class Job:
-    spec: JobSpec
-    parents: list[str]
-    children: list[str]
-    state: JobState = JobState.PENDING
-    attempt: int = 1
-    unmet: int = 0
-    not_before: float = 0.0
-    outputs: dict[str, Any] = field(default_factory=dict)
-    cancel_sent: float | None = None
-    retry_due: bool = False
-    counted: bool = False  # its children's ``unmet`` were lowered by its success
-
-
-class WorkflowRun:
+class WorkflowRun(ControlFlow):
     """One submitted run of a workflow."""
 
     def __init__(self, sub: WorkflowSubmitted):
@@ -94,6 +51,7 @@ class WorkflowRun:
         self.parallel = max(1, sub.parallel)
         self.base_dir = sub.spec.base_dir
         self.variables = dict(sub.spec.variables)
+        self.allow_large = sub.spec.allow_large
         parents, children = sub.spec.parents(), sub.spec.children()
         self.jobs: dict[str, Job] = {
             n: Job(s, parents[n], children[n], unmet=len(parents[n]))
@@ -106,6 +64,10 @@ class WorkflowRun:
         self.maybe_ready: deque[str] = deque(n for n, j in self.jobs.items() if j.unmet == 0)
         self.maybe_skip: deque[str] = deque()
         self.resend_ready = False
+        self.groups: dict[str, list[str]] = {}  # repeat group -> members, in order
+        for n, j in self.jobs.items():
+            if j.spec.group is not None:
+                self.groups.setdefault(j.spec.group, []).append(n)
 
     # -- apply: record what happened -------------------------------------------------
 
@@ -113,15 +75,23 @@ class WorkflowRun:
         job = self.jobs.get(ev.job)
         if job is None or ev.attempt < job.attempt:
             return
+        if isinstance(ev, JobsExpanded):
+            self._apply_expansion(ev.job, ev.jobs, ev.edges)
+            return
         if isinstance(ev, JobProgressed):
             if ev.outputs:
                 job.outputs.update(ev.outputs)
             return
         if ev.attempt > job.attempt:  # a retry issued before a restart, seen in replay
-            self._new_attempt(ev.job, ev.attempt, getattr(ev, "not_before", None) or 0.0)
+            self._new_attempt(ev.job, ev.attempt, getattr(ev, "not_before", None) or 0.0,
+                              getattr(ev, "iteration", None))
         outputs = getattr(ev, "outputs", None)
         if outputs:
             job.outputs.update(outputs)
+        if getattr(ev, "exit_code", None) is not None:
+            job.exit_code = ev.exit_code  # type: ignore[union-attr]
+        if getattr(ev, "benign", False) and job.state is JobState.PENDING:
+            job.benign = True
         target = EVENT_STATE[ev.type]
         if target is JobState.PENDING:
             if job.state is JobState.PENDING:
@@ -142,28 +112,39 @@ class WorkflowRun:
         if old.terminal and not new.terminal and job.counted:  # a retry: unmet again
             job.counted = False
             for c in job.children:
-                self.jobs[c].unmet += 1
+                if self._satisfies(job, old, self.jobs[c]):
+                    self.jobs[c].unmet += 1
         if new.terminal:
             self._ended(name, job, new)
 
-    def _satisfies(self, job: Job, state: JobState) -> bool:
+    def _satisfies(self, job: Job, state: JobState, child: Job | None = None) -> bool:
+        """Does a parent in this state let the child go on? A condition-false skip lets
+        only children with a ``when:`` of their own go on (to evaluate it)."""
         return state is JobState.SUCCEEDED or (
-            state is JobState.FAILED and job.spec.allow_failure)
+            state is JobState.FAILED and job.spec.allow_failure) or (
+            state is JobState.SKIPPED and job.benign and child is not None
+            and child.spec.when is not None)
 
     def _ended(self, name: str, job: Job, state: JobState) -> None:
         if state is JobState.FAILED and not self.cancel_requested and will_retry(
-                job.spec, job.attempt) and name not in self.cancel_one:
+                job.spec, job.attempt, job.first_attempt) and name not in self.cancel_one:
             job.retry_due = True
             return
-        if self._satisfies(job, state):
-            job.counted = True
-            for c in job.children:
-                child = self.jobs[c]
+        if state is JobState.SUCCEEDED and job.spec.repeat is not None and \
+                not self.cancel_requested:
+            done, why = repeat_done(job.spec, self.variables, job.outputs, job.iteration)
+            if not done:
+                job.repeat_due, job.repeat_why = True, why
+                return
+        job.counted = True
+        for c in job.children:
+            child = self.jobs[c]
+            if self._satisfies(job, state, child):
                 child.unmet -= 1
                 if child.unmet == 0:
                     self.maybe_ready.append(c)
-        else:
-            self.maybe_skip.extend(job.children)
+            else:
+                self.maybe_skip.append(c)
 
     def request_cancel(self, reason: str) -> None:
         self.cancel_requested, self.cancel_reason = True, reason
@@ -176,6 +157,8 @@ class WorkflowRun:
             if job.state in (JobState.FAILED, JobState.CANCELED, JobState.SKIPPED):
                 job.retry_due = True
                 job.not_before = 0.0
+            elif job.state is JobState.SUCCEEDED and not job.counted:
+                self._ended(name, job, job.state)  # a loop that a cancel cut short goes on
 
     # -- decide: turn state into instructions ----------------------------------------
 
@@ -193,6 +176,7 @@ class WorkflowRun:
         self.resend_ready = False
         if not self.cancel_requested:
             self._retries(now, out)
+            self._repeats(now, out)
             self._releases(now, out)
         for name in resend:
             if self.jobs[name].state is JobState.READY:
@@ -203,15 +187,22 @@ class WorkflowRun:
     def _skips(self, out: list[Instruction]) -> None:
         while self.maybe_skip:
             name = self.maybe_skip.popleft()
-            job = self.jobs[name]
-            if job.state is JobState.PENDING and not job.retry_due:
+            job = self.jobs.get(name)
+            if job is not None and job.state is JobState.PENDING and not job.retry_due:
+                blocking = [self.jobs[p] for p in job.parents if self._blocks(self.jobs[p], job)]
+                if not blocking:
+                    continue
+                benign = all(p.state is JobState.SKIPPED and p.benign for p in blocking)
+                reason = ("an upstream job was skipped (condition false)" if benign
+                          else "an upstream job did not succeed")
                 out.append(MarkJob(self.name, self.run, name, job.attempt, JobState.SKIPPED,
-                                   "an upstream job did not succeed"))
+                                   reason, benign=benign))
+                job.benign = benign
                 self._set(name, JobState.SKIPPED)
 
     def _cancel_all(self, now: float, out: list[Instruction]) -> None:
-        for name, job in self.jobs.items():
-            job.retry_due = False
+        for name, job in list(self.jobs.items()):
+            job.retry_due = job.repeat_due = False
             self._cancel_job(name, now, out, self.cancel_reason)
 
     def _cancel_job(self, name: str, now: float, out: list[Instruction], reason: str) -> None:
@@ -238,32 +229,46 @@ class WorkflowRun:
             out.append(MarkJob(self.name, self.run, name, attempt, JobState.PENDING,
                                f"retry (attempt {attempt})", job.not_before or None))
 
-    def _new_attempt(self, name: str, attempt: int, not_before: float) -> None:
+    def _new_attempt(self, name: str, attempt: int, not_before: float,
+                     iteration: int | None = None) -> None:
         job = self.jobs[name]
         self._set(name, JobState.PENDING, force=True)
         job.attempt, job.retry_due, job.cancel_sent = attempt, False, None
+        job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, {}
+        if iteration is not None:
+            job.iteration, job.first_attempt = iteration, attempt
         job.not_before = not_before
         job.unmet = sum(1 for p in job.parents
-                        if not self._satisfies(self.jobs[p], self.jobs[p].state))
+                        if not self._counts_for(self.jobs[p], job))
         if job.unmet == 0:
             self.maybe_ready.append(name)
-        elif any(self._blocks(self.jobs[p]) for p in job.parents):
+        elif any(self._blocks(self.jobs[p], job) for p in job.parents):
             self.maybe_skip.append(name)
 
-    def _blocks(self, parent: Job) -> bool:
+    def _counts_for(self, parent: Job, child: Job) -> bool:
+        """Has this parent ended in a way that lets the child go on?"""
+        return parent.counted and self._satisfies(parent, parent.state, child)
+
+    def _blocks(self, parent: Job, child: Job | None = None) -> bool:
         """A parent that ended for good without satisfying its children."""
-        return (parent.state.terminal and not parent.retry_due
-                and not self._satisfies(parent, parent.state))
+        return (parent.state.terminal and not parent.retry_due and not parent.repeat_due
+                and not self._satisfies(parent, parent.state, child))
 
     def _releases(self, now: float, out: list[Instruction]) -> None:
         waiting: list[str] = []
         while self.maybe_ready and self.active < self.parallel:
             name = self.maybe_ready.popleft()
-            job = self.jobs[name]
-            if job.state is not JobState.PENDING or job.unmet > 0 or job.retry_due:
+            job = self.jobs.get(name)
+            if job is None or job.state is not JobState.PENDING or job.unmet > 0 \
+                    or job.retry_due:
                 continue
             if job.not_before > now:
                 waiting.append(name)
+                continue
+            if job.spec.when is not None and not self._condition(name, job, out):
+                continue
+            if job.spec.foreach is not None:
+                self._expand(name, job, out)
                 continue
             self._set(name, JobState.READY)
             out.append(self._release(name, job))
@@ -289,6 +294,14 @@ class WorkflowRun:
             update["args"] = [substitute(a, outputs, self.variables) for a in s.args]
         if s.env:
             update["env"] = {k: substitute(v, outputs, self.variables) for k, v in s.env.items()}
+        for key in ("host", "user"):
+            value = getattr(s, key)
+            if value and "{" in value:
+                update[key] = substitute(value, outputs, self.variables)
+        extras = {k: substitute(v, outputs, self.variables) for k, v in s.extras.items()
+                  if isinstance(v, str) and "{" in v and k != "label"}
+        if extras:
+            return s.model_copy(update={**update, **extras})
         return s.model_copy(update=update) if update else s
 
     def next_wakeup(self) -> float | None:
@@ -302,7 +315,8 @@ class WorkflowRun:
     @property
     def finished(self) -> bool:
         return self.active == 0 and all(
-            j.state.terminal and not j.retry_due for j in self.jobs.values())
+            j.state.terminal and not j.retry_due and not j.repeat_due
+            for j in self.jobs.values())
 
 
 class SchedulerCore:
