@@ -64,6 +64,11 @@ class WorkflowRun(ControlFlow):
         self.maybe_ready: deque[str] = deque(n for n, j in self.jobs.items() if j.unmet == 0)
         self.maybe_skip: deque[str] = deque()
         self.resend_ready = False
+        # Indexes, so a decide touches only the jobs that need it (never all of them):
+        self.order = {n: i for i, n in enumerate(self.jobs)}  # file order, for determinism
+        self.due: set[str] = set()        # retry_due or repeat_due
+        self.delayed: set[str] = set()    # pending with a not_before (backoff, loop delay)
+        self.canceling: set[str] = set()  # cancel requests sent, to send again
         self.groups: dict[str, list[str]] = {}  # repeat group -> members, in order
         for n, j in self.jobs.items():
             if j.spec.group is not None:
@@ -129,12 +134,14 @@ class WorkflowRun(ControlFlow):
         if state is JobState.FAILED and not self.cancel_requested and will_retry(
                 job.spec, job.attempt, job.first_attempt) and name not in self.cancel_one:
             job.retry_due = True
+            self.due.add(name)
             return
         if state is JobState.SUCCEEDED and job.spec.repeat is not None and \
                 not self.cancel_requested:
             done, why = repeat_done(job.spec, self.variables, job.outputs, job.iteration)
             if not done:
                 job.repeat_due, job.repeat_why = True, why
+                self.due.add(name)
                 return
         job.counted = True
         for c in job.children:
@@ -157,6 +164,7 @@ class WorkflowRun(ControlFlow):
             if job.state in (JobState.FAILED, JobState.CANCELED, JobState.SKIPPED):
                 job.retry_due = True
                 job.not_before = 0.0
+                self.due.add(name)
             elif job.state is JobState.SUCCEEDED and not job.counted:
                 self._ended(name, job, job.state)  # a loop that a cancel cut short goes on
 
@@ -213,6 +221,7 @@ class WorkflowRun(ControlFlow):
         elif not job.state.terminal:
             if job.cancel_sent is None or now - job.cancel_sent >= CANCEL_RESEND:
                 job.cancel_sent = now
+                self.canceling.add(name)
                 out.append(CancelRunning(self.name, self.run, name, job.attempt,
                                          job.spec.pool_name, reason))
         else:
@@ -220,7 +229,9 @@ class WorkflowRun(ControlFlow):
             job.retry_due = False
 
     def _retries(self, now: float, out: list[Instruction]) -> None:
-        for name, job in self.jobs.items():
+        # Only the jobs marked due (an index, so a decide never scans every job).
+        for name in sorted(self.due, key=self.order.__getitem__):
+            job = self.jobs[name]
             if not job.retry_due:
                 continue
             delay = retry_delay(job.spec, job.attempt) if job.state is JobState.FAILED else 0.0
@@ -234,10 +245,13 @@ class WorkflowRun(ControlFlow):
         job = self.jobs[name]
         self._set(name, JobState.PENDING, force=True)
         job.attempt, job.retry_due, job.cancel_sent = attempt, False, None
+        self.due.discard(name)
         job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, {}
         if iteration is not None:
             job.iteration, job.first_attempt = iteration, attempt
         job.not_before = not_before
+        if not_before > 0:
+            self.delayed.add(name)
         job.unmet = sum(1 for p in job.parents
                         if not self._counts_for(self.jobs[p], job))
         if job.unmet == 0:
@@ -305,11 +319,22 @@ class WorkflowRun(ControlFlow):
         return s.model_copy(update=update) if update else s
 
     def next_wakeup(self) -> float | None:
-        times = [j.not_before for j in self.jobs.values()
-                 if j.state is JobState.PENDING and j.not_before > 0 and j.unmet == 0]
+        """The earliest time a decide has something to do without a new event: a delayed
+        retry or iteration, or a cancel to send again. Looks only at indexed jobs."""
+        times: list[float] = []
+        for name in list(self.delayed):
+            j = self.jobs.get(name)
+            if j is None or j.state is not JobState.PENDING or j.not_before <= 0:
+                self.delayed.discard(name)
+            elif j.unmet == 0:
+                times.append(j.not_before)
         if self.cancel_requested or self.cancel_one:
-            times += [(j.cancel_sent or 0) + CANCEL_RESEND for j in self.jobs.values()
-                      if j.cancel_sent is not None and not j.state.terminal]
+            for name in list(self.canceling):
+                j = self.jobs[name]
+                if j.cancel_sent is None or j.state.terminal:
+                    self.canceling.discard(name)
+                else:
+                    times.append(j.cancel_sent + CANCEL_RESEND)
         return min(times) if times else None
 
     @property

@@ -202,6 +202,7 @@ class ControlFlow:
             for new, spec in jobs.items():
                 rebuilt[new] = Job(spec, [], [])
         self.jobs = rebuilt
+        self.order = {n: i for i, n in enumerate(self.jobs)}
         for a, b in edges:
             pa, cb = self.jobs[a], self.jobs[b]
             pa.children.append(b)
@@ -221,7 +222,8 @@ class ControlFlow:
     def _repeats(self, now: float, out: list[Any]) -> None:
         """Start the next iteration of each repeat node that asked for one, with its
         group; and catch up group members a crash left at an older iteration."""
-        for name, job in list(self.jobs.items()):
+        for name in sorted(self.due, key=self.order.__getitem__):
+            job = self.jobs[name]
             if not job.repeat_due:
                 continue
             assert job.spec.repeat is not None
