@@ -40,7 +40,8 @@ def chain(n):
 
 
 def fanout(n):
-    return {"start": [], **{f"p{i}": ["start"] for i in range(n)}, "end": [f"p{i}" for i in range(n)]}
+    middle = [f"p{i}" for i in range(n)]
+    return {"start": [], **{p: ["start"] for p in middle}, "end": middle}
 
 
 def layers(depth, width):
@@ -185,8 +186,9 @@ def run_jobmesh(path, name, workers, timeout, keep, memory=False):
     res = {"wall": wall, "workflow": end - min(ts(j["started"]) for j in jobs),
            "submit_to_end": end - ts(st["created"]), "jobs": len(st["jobs"])}
     if memory:
-        res.update(peak_stack_mb=peak.get("stack_kb", 0) / 1024, stack_processes=peak.get("procs", []),
-                   peak_tree_mb=peak.get("tree_kb", 0) / 1024)
+        res.update(peak_stack_mb=peak.get("stack_kb", 0) / 1024,
+                   peak_tree_mb=peak.get("tree_kb", 0) / 1024,
+                   stack_processes=peak.get("procs", []))
     if keep:
         res["home"] = home
     else:
@@ -213,12 +215,15 @@ COLS = {"workload": "workload", "jobs": "jobs", "floor_s": "floor s", "wall_s": 
 def fmt(key, v):
     if key in ("workload", "jobs"):
         return str(v)
-    return f"{v:.1f}x" if key.startswith("ratio") else f"{v:.1f}" if key.endswith("ms_job") else f"{v:.2f}"
+    if key.startswith("ratio"):
+        return f"{v:.1f}x"
+    return f"{v:.1f}" if key.endswith("ms_job") else f"{v:.2f}"
 
 
 def summarize(label, parents, floor, jm):
     k, f = len(parents), statistics.median(floor)
-    w, wf, se = (statistics.median(r[key] for r in jm) for key in ("wall", "workflow", "submit_to_end"))
+    w, wf, se = (statistics.median(r[key] for r in jm)
+                 for key in ("wall", "workflow", "submit_to_end"))
     return {"workload": label, "jobs": k, "floor_s": f, "wall_s": w, "workflow_s": wf,
             "submit_to_end_s": se, "floor_ms_job": 1000 * f / k, "wall_ms_job": 1000 * w / k,
             "workflow_ms_job": 1000 * wf / k, "ratio_workflow": wf / f, "ratio_wall": w / f,
@@ -235,9 +240,9 @@ def report(rows, big, n, repeat):
         t.add_row(*c)
     console.print(t)
     if big["completed"]:
-        line = (f"Fan-out start -> {big['size']} -> end: completed in {big['wall']:.1f} s end to end "
-                f"({big['workflow']:.1f} s in-workflow, floor {big['floor_s']:.1f} s); peak RSS of "
-                f"{' + '.join(big['stack_processes'])}: {big['peak_stack_mb']:.0f} MB.")
+        line = (f"Fan-out start -> {big['size']} -> end: completed in {big['wall']:.1f} s end to "
+                f"end ({big['workflow']:.1f} s in-workflow, floor {big['floor_s']:.1f} s); "
+                f"peak RSS of {' + '.join(big['stack_processes'])}: {big['peak_stack_mb']:.0f} MB.")
     else:
         line = f"Fan-out start -> {big['size']} -> end: FAILED ({big['error'].splitlines()[0]})"
     console.print(line)
@@ -292,14 +297,20 @@ def main():
     big["size"] = big_n
 
     md = report(rows, big, n, repeat)
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
     git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=BENCH, check=False,
                          capture_output=True, text=True)
     out = {"date": datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-           "cpus": n, "python": platform.python_version(), "commit": git.stdout.strip(),
+           "cpus": n, "load_avg": os.getloadavg(), "python": platform.python_version(),
+           "commit": git.stdout.strip(), "quick": args.quick,
            "repeat": repeat, "workloads": rows, "big_fanout": big, "errors": errors, "markdown": md}
-    (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "latest.json").write_text(json.dumps(out, indent=2))
-    console.print(f"results: {BENCH / 'results' / 'latest.json'}")
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S") + ("-quick" if args.quick else "")
+    for f in (results / "latest.json", results / f"{stamp}.json"):  # latest + a kept copy
+        f.write_text(json.dumps(out, indent=2))
+    console.print(f"results: {results / 'latest.json'} (copy: {stamp}.json)")
     return 1 if errors or not big["completed"] else 0
 
 
