@@ -23,7 +23,7 @@ from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobStart
 
 from . import rundir
 from .base import InvalidJobError
-from .remote import RemoteExecutor, RJob, _ids, _probe_one
+from .remote import RemoteExecutor, RJob, _ids, probe_script
 from .transport import HostRefused, HostUnreachable, Transport
 
 log = logging.getLogger("jobmesh.executor.batch")
@@ -213,9 +213,8 @@ class BatchExecutor(RemoteExecutor):
         ids = [self.native[_key(rj.job)] for rj in mine if _key(rj.job) in self.native]
         prefix = self._env_prefix(mine[0].job)
         status = f"{prefix}{self.system.status(ids)}; echo; " if ids else ""
-        script = (f"{status}printf '\\n{STATUS_MARK}\\n'\n"
-                  + "\n".join(_probe_one(i, rj) for i, rj in enumerate(mine)))
-        res = await t.run(script, timeout=60)
+        script = probe_script(mine, before=f"{status}printf '\\n{STATUS_MARK}\\n'\n")
+        res = await t.run("/bin/sh -s", stdin=script, timeout=60)
         self.probes += 1
         text = res.stdout.decode("utf-8", "replace")
         head, _, rest = text.partition(STATUS_MARK)

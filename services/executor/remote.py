@@ -86,6 +86,7 @@ class RemoteExecutor(Executor):
         self.pollers: dict[str, asyncio.Task[None]] = {}
         self.homes: dict[str, str] = {}
         self.prepared: set[tuple[str, str]] = set()
+        self.locks: dict[str, asyncio.Lock] = {}
         self.probes = 0  # probe round trips made (for benchmarks)
         self.swept = asyncio.Event()
 
@@ -97,10 +98,17 @@ class RemoteExecutor(Executor):
 
     # -- hosts ---------------------------------------------------------------------------
 
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self.locks.setdefault(key, asyncio.Lock())
+
     async def _home(self, t: Transport) -> str:
-        """The remote home (asked once per host)."""
-        if t.name in self.homes:
-            return self.homes[t.name]
+        """The remote home (asked once per host, even by concurrent submits)."""
+        async with self._lock(f"home:{t.name}"):
+            if t.name in self.homes:
+                return self.homes[t.name]
+            return await self._ask_home(t)
+
+    async def _ask_home(self, t: Transport) -> str:
         res = await t.run('printf "%s" "$HOME"; command -v setsid >/dev/null || echo " NOSETSID"')
         text = res.stdout.decode(errors="replace")
         if "NOSETSID" in text:
@@ -114,8 +122,11 @@ class RemoteExecutor(Executor):
     async def _prepare(self, t: Transport, root: str) -> None:
         """jobmesh's job helpers (the `jobmesh progress` command, `import jobmesh`) under a
         workdir root, installed once per host and root."""
-        if (t.name, root) in self.prepared:
-            return
+        async with self._lock(f"prep:{t.name}:{root}"):
+            if (t.name, root) not in self.prepared:
+                await self._install_helpers(t, root)
+
+    async def _install_helpers(self, t: Transport, root: str) -> None:
         q = shlex.quote(root)
         await t.run(f"mkdir -p {q}/.bin {q}/.lib/jobmesh")
         await t.put({f"{root}/.bin/jobmesh": HELPER.encode(),
@@ -291,6 +302,9 @@ class RemoteExecutor(Executor):
                 for rj in [r for r in self.jobs.values() if r.transport is t]:
                     await self._finish(rj, None, str(exc))
                 return
+            except Exception:  # never let the watch of a host die silently
+                log.exception("probe of %s failed; retrying", t.name)
+                interval = min(max(interval * 2, 1.0), self.poll_max * 5)
             await asyncio.sleep(interval)
 
     async def _probe(self, t: Transport) -> bool:
@@ -304,8 +318,7 @@ class RemoteExecutor(Executor):
                 await self._signal(rj, "timeout")
             elif rj.term_sent is not None and now - rj.term_sent >= KILL_GRACE:
                 await self._signal(rj, "")
-        script = "\n".join(_probe_one(i, rj) for i, rj in enumerate(mine))
-        res = await t.run(script, timeout=60)
+        res = await t.run("/bin/sh -s", stdin=probe_script(mine), timeout=60)
         self.probes += 1
         changed = False
         for i, fields in _parse(res.stdout).items():
@@ -445,24 +458,33 @@ def _ids(job: JobReady) -> dict[str, Any]:
     return dict(workflow=job.workflow, run=job.run, job=job.job, attempt=job.attempt)
 
 
+# The probe: a shell function defined once per probe, then one short line per job. The
+# script goes to `sh -s` on standard input: one argument may not exceed 128 KiB on Linux.
+PROBE_FN = (
+    "p() { printf '\\n@@J %s\\n' \"$1\"; d=$2\n"
+    'if [ -d "$d" ]; then\n'
+    '  [ -s "$d/exit" ] && printf "exit=%s\\n" "$(cat "$d/exit")"\n'
+    '  if [ -s "$d/pid" ]; then echo pid=1; kill -0 "$(cat "$d/pid")" 2>/dev/null '
+    "&& echo alive=1; fi\n"
+    '  [ -f "$d/cancel" ] && printf "cancel=%s\\n" "$(head -c 300 "$d/cancel" | tr "\\n" " '
+    '" | sed "s/ *$//")"\n'
+    '  [ -f "$d/reason" ] && printf "reason=%s\\n" "$(head -c 2000 "$d/reason" | tr "\\n" '
+    '" ")"\n'
+    f'  printf "log="; tail -c +"$3" "$d/job.log" 2>/dev/null | head -c {PROBE_BYTES} | '
+    'base64 | tr -d "\\n"; echo\n'
+    '  if [ -s "$d/exit" ] && [ -f "$d/outputs.json" ]; then printf "outputs="; '
+    'head -c 65536 "$d/outputs.json" | base64 | tr -d "\\n"; echo; fi\n'
+    "else echo missing=1; fi; }\n"
+)
+
+
 def _probe_one(i: int, rj: RJob) -> str:
-    d = shlex.quote(rj.rdir)
-    return (
-        f"printf '\\n@@J {i}\\n'; d={d}\n"
-        'if [ -d "$d" ]; then\n'
-        '  [ -s "$d/exit" ] && printf "exit=%s\\n" "$(cat "$d/exit")"\n'
-        '  if [ -s "$d/pid" ]; then echo pid=1; kill -0 "$(cat "$d/pid")" 2>/dev/null '
-        "&& echo alive=1; fi\n"
-        '  [ -f "$d/cancel" ] && printf "cancel=%s\\n" "$(head -c 300 "$d/cancel" | tr "\\n" " '
-        '" | sed "s/ *$//")"\n'
-        '  [ -f "$d/reason" ] && printf "reason=%s\\n" "$(head -c 2000 "$d/reason" | tr "\\n" '
-        '" ")"\n'
-        f'  printf "log="; tail -c +{rj.offset + 1} "$d/job.log" 2>/dev/null | '
-        f'head -c {PROBE_BYTES} | base64 | tr -d "\\n"; echo\n'
-        '  if [ -s "$d/exit" ] && [ -f "$d/outputs.json" ]; then printf "outputs="; '
-        'head -c 65536 "$d/outputs.json" | base64 | tr -d "\\n"; echo; fi\n'
-        "else echo missing=1; fi"
-    )
+    return f"p {i} {shlex.quote(rj.rdir)} {rj.offset + 1}"
+
+
+def probe_script(jobs: list[RJob], before: str = "") -> bytes:
+    return (before + PROBE_FN + "\n".join(_probe_one(i, rj) for i, rj in enumerate(jobs))
+            + "\n").encode()
 
 
 def _parse(out: bytes) -> dict[int, dict[str, str]]:
