@@ -8,7 +8,17 @@ Needs root, sshd, slurmctld/slurmd. Writes bench/results/remote.json.
 """
 from __future__ import annotations
 
-import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time  # noqa: E401
+import argparse  # noqa: E401
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -17,11 +27,11 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
+from jobmesh.common.settings import Settings  # noqa: E402
+from jobmesh.executor.remote import _probe_one  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from jobmesh.common.settings import Settings  # noqa: E402
-from jobmesh.executor.remote import _probe_one  # noqa: E402
 from tests.slurmcluster import Slurm  # noqa: E402
 from tests.sshhosts import Lab  # noqa: E402
 

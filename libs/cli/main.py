@@ -18,9 +18,6 @@ from typing import Any, Optional
 
 import typer
 import yaml
-from rich.console import Console
-from rich.live import Live
-
 from jobmesh import __version__, progress_line
 from jobmesh.common import ops
 from jobmesh.common.bus import BusError
@@ -30,6 +27,8 @@ from jobmesh.common.names import InvalidName, check_job, check_workflow
 from jobmesh.common.settings import default_home
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
+from rich.console import Console
+from rich.live import Live
 
 from . import view
 from .natsserver import NatsServerError
@@ -440,6 +439,7 @@ for _name, _help in (("scheduler", "Run the scheduler service alone (--nats URL)
 
 
 from .workflow_cmd import workflow_app  # noqa: E402
+
 app.add_typer(workflow_app, name="workflow")
 
 
@@ -455,7 +455,7 @@ def main() -> None:
         for issue in exc.issues:
             err.print(f"[red]error:[/] {issue}", highlight=False)
         sys.exit(2)
-    except (UserError,) as exc:
+    except UserError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.code)
     except InvalidName as exc:

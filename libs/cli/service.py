@@ -83,7 +83,6 @@ def down(home: Path, timeout: float = 60) -> bool:
 async def serve(home: Path, host: str, port: int, token: str | None) -> None:
     """The background process itself: the embedded stack plus the gateway."""
     import uvicorn
-
     from jobmesh.gateway.app import create_app
 
     stop = asyncio.Event()

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from jobmesh.monitor.app import MonitorService
 from jobmesh.scheduler.app import SchedulerService
 
 from . import natsserver
-
 
 EXECUTOR_KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
 
@@ -66,7 +64,7 @@ class Stack:
         self.executor: ExecutorService | None = None  # the local one
         self.executors: list[ExecutorService] = []
 
-    async def __aenter__(self) -> "Stack":
+    async def __aenter__(self) -> Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         info = service_info(self.home) if self.use_running else None
         if info is not None:

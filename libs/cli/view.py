@@ -7,14 +7,13 @@ import time
 from datetime import datetime
 from typing import Any
 
+from jobmesh.common.labels import format_duration
+from jobmesh.common.messages import JobStatus, WorkflowSnapshot
+from jobmesh.common.report import iso, status_json  # noqa: F401  (re-exported)
 from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
-
-from jobmesh.common.labels import format_duration
-from jobmesh.common.messages import JobStatus, WorkflowSnapshot
-from jobmesh.common.report import iso, status_json  # noqa: F401  (re-exported)
 
 STYLE = {"PENDING": "dim", "READY": "cyan", "QUEUED": "yellow", "RUNNING": "blue",
          "SUCCEEDED": "green", "FAILED": "bold red", "CANCELED": "magenta", "SKIPPED": "dim"}

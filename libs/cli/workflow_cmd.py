@@ -11,21 +11,21 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Iterator, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 import yaml
+from jobmesh.client import ApiError, Client
+from jobmesh.common.messages import EVENT_STATE, JobStatus, WorkflowSnapshot
+from jobmesh.common.states import should_apply
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-
-from jobmesh.client import ApiError, Client
-from jobmesh.common.messages import EVENT_STATE, JobStatus, WorkflowSnapshot
-from jobmesh.common.states import should_apply
 
 from . import view
 

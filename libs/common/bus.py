@@ -186,6 +186,8 @@ def transient(exc: BaseException) -> bool:
     from nats import errors as nerr
     from nats.js import errors as jerr
 
+    if isinstance(exc, jerr.APIError) and exc.err_code in (10039, 10076):
+        return False  # JetStream is not enabled (for the server, for the account)
     if isinstance(exc, (asyncio.TimeoutError, nerr.TimeoutError, nerr.NoRespondersError,
                         nerr.ConnectionReconnectingError, nerr.StaleConnectionError,
                         nerr.OutboundBufferLimitError, jerr.NoStreamResponseError,
@@ -193,7 +195,7 @@ def transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, jerr.APIError) and not isinstance(exc, (jerr.NotFoundError,
                                                                 jerr.BadRequestError)):
-        return exc.code in (500, 503, 504)
+        return exc.code in (503, 504)  # (500 is an answer: e.g. R3 on a single server)
     return False
 
 
@@ -221,7 +223,18 @@ async def kv_put(kv: Any, key: str, value: bytes, deadline: float = 60.0) -> int
 async def ensure(js: JetStreamContext, replicas: int = 1) -> None:
     """Declare the streams and buckets jobmesh uses; safe to call from every service.
     Retries while the JetStream cluster is electing a leader (e.g. just after start)."""
-    await retrying(lambda: _ensure(js, replicas), "declare the streams and buckets")
+    from nats.js.errors import APIError
+
+    try:
+        await retrying(lambda: _ensure(js, replicas), "declare the streams and buckets")
+    except APIError as exc:
+        raise BusError(f"NATS refused jobmesh's streams and buckets at {replicas} "
+                       f"replica(s): {exc.description or exc}") from None
+    except Exception as exc:
+        if not transient(exc):
+            raise
+        raise BusError(f"JetStream did not answer while declaring jobmesh's streams and "
+                       f"buckets: {exc!r}; is JetStream enabled (-js)?") from None
 
 
 async def _ensure(js: JetStreamContext, replicas: int) -> None:
@@ -243,10 +256,13 @@ async def _ensure(js: JetStreamContext, replicas: int) -> None:
         try:
             await js.create_object_store(subjects.OBJ_GRAPHS,
                                          config=ObjectStoreConfig(replicas=replicas))
-        except Exception as exc:  # another service created it first
+        except Exception as exc:  # another service created it first?
             if transient(exc):
                 raise
-            await js.object_store(subjects.OBJ_GRAPHS)
+            try:
+                await js.object_store(subjects.OBJ_GRAPHS)
+            except (NotFoundError, BucketNotFoundError):
+                raise exc from None
 
 
 async def _stream(js: JetStreamContext, config: StreamConfig) -> None:
@@ -258,7 +274,10 @@ async def _stream(js: JetStreamContext, config: StreamConfig) -> None:
         except Exception as exc:
             if transient(exc):
                 raise
-            await js.stream_info(config.name)  # type: ignore[arg-type]  # raced: now exists
+            try:  # raced with another service: it exists now
+                await js.stream_info(config.name)  # type: ignore[arg-type]
+            except NotFoundError:
+                raise exc from None
 
 
 async def _bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
@@ -271,7 +290,10 @@ async def _bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
         except Exception as exc:
             if transient(exc):
                 raise
-            await js.key_value(bucket)
+            try:  # raced with another service: it exists now
+                await js.key_value(bucket)
+            except (NotFoundError, BucketNotFoundError):
+                raise exc from None
 
 
 def encode(model: BaseModel) -> bytes:

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .expand import ExpandError, sources
 from .expr import JOB_FIELDS, ExprError, compile_expr, resolver, split_job_path

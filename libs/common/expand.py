@@ -20,8 +20,9 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .names import InvalidName, check_job
 from .placeholders import substitute_vars

@@ -18,9 +18,10 @@ name that cannot be resolved (e.g. a parent that has no such output).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 64

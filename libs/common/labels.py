@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 TIME_FMT = "%m/%d/%Y, %H:%M:%S"
 DURATION_FMT = "%H:%M:%S"

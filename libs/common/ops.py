@@ -7,7 +7,8 @@ import asyncio
 import re
 import secrets
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 

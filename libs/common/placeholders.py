@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _PARENT = re.compile(r"(?<!\$)\{parents\.([A-Za-z0-9_.-]+?)\.outputs\.([A-Za-z0-9_-]+)\}")
 _VAR = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")

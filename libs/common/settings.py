@@ -4,9 +4,9 @@ import time, so one process can run several services (the embedded stack, tests)
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:

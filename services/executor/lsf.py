@@ -14,7 +14,7 @@ import shlex
 
 from jobmesh.common.messages import JobReady
 
-from .batch import CANCELED, DONE, FAILED, QUEUED, RUNNING, BatchSystem
+from .batch import DONE, FAILED, QUEUED, RUNNING, BatchSystem
 
 OPTIONS = {"queue": "-q", "nodes": None, "ntasks": "-n", "mem": "-M", "account": "-P",
            "project": "-P"}

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from jobmesh import __version__
 from jobmesh.common import bus, subjects
 from jobmesh.common.names import InvalidName
 from jobmesh.common.settings import Settings
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import events, health, jobs, workflows
 from .deps import Gateway, authorize

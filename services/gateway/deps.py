@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path as PathParam, Request
-from pydantic import BaseModel
-
+from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 from jobmesh.common.names import JOB_RE, WORKFLOW_RE
+from pydantic import BaseModel
 
 from .store import Store
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from nats.js.api import ConsumerConfig, DeliverPolicy
-
 from jobmesh.common import bus, subjects
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.names import check_workflow
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from .deps import ERRORS, GatewayDep, WfName
 from .workflows import current, summary

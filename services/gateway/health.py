@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
-
 from jobmesh import __version__
 from jobmesh.common import ops, subjects
 from jobmesh.common.states import JobState

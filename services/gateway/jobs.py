@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
-
 from jobmesh.common import ops
 from jobmesh.common.loader import SpecError
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.report import job_json
+from pydantic import BaseModel, Field
 
 from .deps import ERRORS, GatewayDep, JobName, WfName
 from .store import NotUploaded
@@ -166,6 +166,7 @@ async def stream_log(gw: GatewayDep, name: WfName, job: JobName,
         # A multi-byte character may straddle two reads: decode incrementally.
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         ended = False
+        snap: WorkflowSnapshot | None = None
         while True:
             data, size = await asyncio.to_thread(read_chunk, path, pos, MAX_CHUNK)
             if data:

@@ -13,7 +13,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-
 from jobmesh.common.loader import SpecError, parse_workflow
 from jobmesh.common.names import check_job, check_workflow
 from jobmesh.common.spec import Workflow

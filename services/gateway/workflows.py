@@ -11,14 +11,13 @@ from typing import Any, Literal
 import yaml
 from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
-
 from jobmesh.common import ops
 from jobmesh.common.loader import SpecError, parse_workflow
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.report import csv_rows, iso, status_json
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
+from pydantic import BaseModel, Field
 
 from .deps import ERRORS, GatewayDep, WfName
 from .store import Exists, NotUploaded

@@ -10,7 +10,8 @@ from .app import SchedulerService
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser("jobmesh.scheduler", "Release ready jobs to executor pools.").parse_args(argv)
+    args = base_parser("jobmesh.scheduler",
+                       "Release ready jobs to executor pools.").parse_args(argv)
     settings = settings_from(args)
 
     async def serve(stop: asyncio.Event) -> None:

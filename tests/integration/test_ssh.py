@@ -7,13 +7,13 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests import sshhosts
-from tests.conftest import cli, wait_until, write_workflow
+from tests.conftest import cli, write_workflow
 
 why = sshhosts.available()
 pytestmark = [pytest.mark.integration, pytest.mark.ssh]
