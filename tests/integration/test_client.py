@@ -230,8 +230,6 @@ def test_jobs_edit_through_the_client(client: Client, tmp_path: Path) -> None:
     assert svg.lstrip().startswith(b"<") and b"<svg" in svg
 
 
-@pytest.mark.xfail(strict=True, reason="gateway bug: after a run, GET /api/workflows/{name} "
-                   "and /jobs show the last run's spec, not the edited upload")
 def test_an_edit_after_a_run_is_visible_at_once(client: Client, tmp_path: Path) -> None:
     write_workflow(tmp_path / "v", "vis", {"a": {"exec": "true"}}, [])
     client.add(tmp_path / "v" / "vis.yaml")
