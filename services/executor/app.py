@@ -180,7 +180,8 @@ class ExecutorService:
                     slots.release()
                     if stop.is_set():
                         break
-                    log.warning("fetch failed: %s", exc)
+                    log.log(logging.INFO if bus.transient(exc) else logging.WARNING,
+                            "fetch failed: %r", exc)  # transient: NATS electing a leader
                     await asyncio.sleep(0.5)
                     continue
                 for m in msgs:
@@ -227,7 +228,8 @@ class ExecutorService:
             await msg.nak(delay=2)
             return
         if key in self.jobs:  # not finished already (a no-op job ends inside submit)
-            await self.kv.put(self._kv_key(job), bus.encode(_Registered(job=job, native_id=native)))
+            await bus.kv_put(self.kv, self._kv_key(job),
+                             bus.encode(_Registered(job=job, native_id=native)))
         await msg.ack()
 
     def _kv_key(self, job: JobReady) -> str:
@@ -244,8 +246,9 @@ class ExecutorService:
         """Adopt the jobs this pool launched that have not ended."""
         assert self.executor is not None
         try:
-            watcher = await self.kv.watch(f"{self.pool}.>", ignore_deletes=True,
-                                          inactive_threshold=bus.EPHEMERAL_INACTIVE)
+            watcher = await bus.retrying(lambda: self.kv.watch(
+                f"{self.pool}.>", ignore_deletes=True, inactive_threshold=bus.EPHEMERAL_INACTIVE),
+                "read the executions registry")
         except Exception as exc:
             log.warning("cannot read the executions registry: %s", exc)
             return

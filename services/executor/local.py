@@ -92,11 +92,17 @@ class LocalExecutor(Executor):
             return str(self.tracked[_key(job)].pid or "")
         try:
             rdir.parent.mkdir(parents=True, exist_ok=True)
-            rdir.mkdir()
-        except FileExistsError:
-            pid = _read_int(rdir / "pid")
-            await self.attach(job, str(pid or ""))
-            return str(pid or "")
+            try:
+                rdir.mkdir()
+            except FileExistsError:
+                if not _abandoned(rdir):
+                    pid = _read_int(rdir / "pid")
+                    await self.attach(job, str(pid or ""))
+                    return str(pid or "")
+                # An executor died after creating the directory but before starting the
+                # wrapper (which writes pid first thing): nothing ran, so start afresh.
+                shutil.rmtree(rdir)
+                rdir.mkdir()
         except OSError as exc:
             raise SubmitError(f"cannot create run directory {rdir}: {exc}") from exc
         try:
@@ -407,6 +413,21 @@ def _read_outputs(path: Path) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+ABANDONED_AFTER = 10.0  # seconds: a run directory this old without pid or exit never ran
+
+
+def _abandoned(rdir: Path) -> bool:
+    """A run directory whose wrapper was never started: its launcher died between mkdir
+    and starting it. (A started wrapper writes ``pid`` within milliseconds, and the
+    JobReady comes back only after the consumer's ack wait, far longer.)"""
+    try:
+        age = time.time() - rdir.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return (age > ABANDONED_AFTER and not (rdir / "pid").exists()
+            and not (rdir / "exit").exists())
 
 
 def _alive(pid: int, rdir: Path) -> bool:
