@@ -159,7 +159,8 @@ class Workflow:
                 client.close()
         return self.name
 
-    def run(self, parallel: int | None = None, timeout: float | None = None) -> dict[str, Any]:
+    def run(self, parallel: int | None = None, timeout: float | None = None,
+            variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run a fresh run on the embedded stack (``jobmesh run --restart``, or the stack
         ``jobmesh up`` runs for ``$JOBMESH_HOME``) and wait for it. Returns the final
         status, as ``jobmesh status NAME -o json`` prints it ("state" is SUCCEEDED,
@@ -176,6 +177,8 @@ class Workflow:
             else:
                 dest.write_bytes(src)
         cmd = ["run", str(folder / yaml_name), "--restart", "--quiet"]
+        for key, value in (variables or {}).items():  # -v NAME=VALUE, read as YAML
+            cmd += ["-v", f"{key}={json.dumps(value)}"]
         if parallel:
             cmd += ["--parallel", str(parallel)]
         res = _jobmesh(cmd, timeout)

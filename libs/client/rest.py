@@ -58,10 +58,16 @@ class Client(BaseClient):
         resp = self._call("GET", f"/api/workflows/{_wf(name)}", params={"format": format})
         return resp.json() if format == "json" else resp.text
 
-    def run(self, name: str, parallel: int | None = None) -> dict[str, Any]:
-        """Start a new run; returns {"name", "run", "state"}. 409: already running."""
+    def run(self, name: str, parallel: int | None = None,
+            variables: dict[str, Any] | None = None, allow_large: bool = False
+            ) -> dict[str, Any]:
+        """Start a new run; returns {"name", "run", "state"}. ``variables`` override the
+        workflow's declared variables. 409: already running; 422: an unknown variable."""
         params = {"parallel": parallel} if parallel else {}
-        out = self._call("POST", f"/api/workflows/{_wf(name)}/run", params=params).json()
+        body = {"variables": variables or {}, "allow_large": allow_large} \
+            if variables or allow_large else None
+        out = self._call("POST", f"/api/workflows/{_wf(name)}/run", params=params,
+                         json=body).json()
         self._marks[name] = (out["run"], {})
         return out  # type: ignore[no-any-return]
 

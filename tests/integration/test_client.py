@@ -450,3 +450,16 @@ def test_cli_failures_and_follow(stack: dict[str, Any], home: Path, tmp_path: Pa
         res = cli(home, *args)
         assert res.returncode == code, (args, res.stdout, res.stderr)
         assert needle in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+def test_run_overrides_variables(client: Client, tmp_path: Path) -> None:
+    wf = write_workflow(tmp_path / "vars", "vars", {"say": {"exec": "echo n={n}"}}, [],
+                        variables={"n": 1})
+    client.add(wf)
+    client.run("vars", variables={"n": 7})
+    final = client.wait("vars", timeout=60)
+    assert final["state"] == "SUCCEEDED"
+    assert client.log("vars", "say")["data"] == "n=7\n"
+    with pytest.raises(ApiError) as exc:
+        client.run("vars", variables={"nope": 1})
+    assert exc.value.status == 422 and "nope" in exc.value.message
