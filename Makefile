@@ -23,8 +23,11 @@ system:
 run: setup
 	$(VENV)/bin/jobmesh run $(EXAMPLE) --restart
 
+# The browser tests run in their own pytest process: Playwright's sync API keeps an event
+# loop running in the main thread for the whole session.
 test: setup
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/integration
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/browser
 
 test-unit: setup
 	$(VENV)/bin/pytest -q -m unit

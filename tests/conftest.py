@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -121,6 +122,27 @@ def nats(tmp_path: Path) -> Any:
     server.stop()
 
 
+def run_async(coro: Any) -> Any:
+    """asyncio.run in a private thread: Playwright's sync API (the browser tests) keeps an
+    event loop running in the main thread, where asyncio.run would refuse to start."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 class Bus:
     """Synchronous access to the bus for tests: each call opens its own connection."""
 
@@ -140,7 +162,7 @@ class Bus:
             finally:
                 await nc.close()
 
-        return asyncio.run(go())
+        return run_async(go())
 
     def submit(self, path: Path, parallel: int = 4) -> tuple[str, int]:
         from jobmesh.common import ops

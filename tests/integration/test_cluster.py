@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Services, write_workflow
+from tests.conftest import Services, run_async, write_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ def run(coro_fn: Callable[[Any], Any], urls: str, timeout: float = 15) -> Any:
         finally:
             await nc.close()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def until(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.2,
@@ -324,5 +324,5 @@ def test_a_job_whose_executor_died_before_starting_it_runs_once(tmp_path: Path) 
         await ex.close()
         return events
 
-    assert asyncio.run(go()) == ["started", "succeeded"]
+    assert run_async(go()) == ["started", "succeeded"]
     assert (tmp_path / "count").read_text() == "x\n"

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import JOBMESH, ROOT, wait_until, write_workflow
+from tests.conftest import JOBMESH, ROOT, run_async, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ def heartbeat(url: str, timeout: float = 30, **auth: Any) -> dict[str, Any]:
         finally:
             await nc.close()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "config", "cli"])
@@ -280,7 +280,7 @@ def test_token_auth_with_flag_env_and_config(tmp_path: Path) -> None:
                 pools.add(json.loads(msg.data)["pool"])
             await nc.close()
 
-        asyncio.run(beats())
+        run_async(beats())
         assert pools == {"p1", "p2", "p3"}, [stop(p)[1] for p in procs]
     finally:
         for p in procs:
@@ -531,7 +531,7 @@ def test_each_service_runs_with_only_its_image_requirements(tmp_path: Path) -> N
             finally:
                 await nc.close()
 
-        asyncio.run(submit())
+        run_async(submit())
 
         def state() -> str | None:
             req = urllib.request.Request(f"http://127.0.0.1:{port}/api/workflows/confined",

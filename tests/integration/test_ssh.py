@@ -109,6 +109,7 @@ def test_link_down_for_five_seconds_then_job_completes(lab: sshhosts.Lab, tmp_pa
     assert log == "before\nafter\n"
 
 
+@pytest.mark.timeout(400)  # an unreachable host costs three connect timeouts per try
 def test_bad_host_key_and_unreachable_host_fail_only_their_job(lab: sshhosts.Lab,
                                                                tmp_path: Path,
                                                                home: Path) -> None:
