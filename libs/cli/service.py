@@ -91,8 +91,9 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Stack(home, use_running=False) as stack:
         app = create_app(stack.settings, token, nc=stack.nc)
+        # Open live streams (GUI tabs) must not hold 'jobmesh down' hostage.
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                               lifespan="on"))
+                                               lifespan="on", timeout_graceful_shutdown=3))
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():

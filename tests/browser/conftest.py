@@ -25,25 +25,25 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = ROOT / "test-artifacts"
 DOC_IMAGES = ROOT / "docs" / "images"
+GUI = ROOT / "services" / "gateway" / "static"
 
 
 class Stack:
-    """`jobmesh up` in a private JOBMESH_HOME; `restart()` brings the gateway back on the
-    same port, as a user restarting the service would."""
+    """`jobmesh up --port 0` in a private JOBMESH_HOME (extra: more `up` options), and a
+    REST client for setting up what a test does not do through the GUI."""
 
     def __init__(self, home: Path, *extra: str):
         self.home, self.extra = home, extra
-        self.url = self.up("0")
-        self.api = httpx.Client(base_url=self.url, timeout=30,
-                                headers=self._auth())
+        self.url = self.up()
+        self.api = httpx.Client(base_url=self.url, timeout=30, headers=self._auth())
 
     def _auth(self) -> dict[str, str]:
         if "--token" in self.extra:
             return {"Authorization": f"Bearer {self.extra[self.extra.index('--token') + 1]}"}
         return {}
 
-    def up(self, port: str) -> str:
-        res = cli(self.home, "up", "--port", port, *self.extra, timeout=90)
+    def up(self) -> str:
+        res = cli(self.home, "up", "--port", "0", *self.extra, timeout=90)
         assert res.returncode == 0, res.stderr + res.stdout
         return str(json.loads((self.home / "service.json").read_text())["url"])
 
@@ -54,7 +54,7 @@ class Stack:
     def restart(self) -> None:
         """`jobmesh down` then `jobmesh up`; the new gateway may listen on another port."""
         self.down()
-        self.url = self.up("0")
+        self.url = self.up()
         self.api.close()
         self.api = httpx.Client(base_url=self.url, timeout=30, headers=self._auth())
 
@@ -184,7 +184,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
     failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
+    if failed is not None and failed.failed and not pg.is_closed():
         shot(pg, f"failed-{request.node.name}")
     context.close()
     assert not errors, f"errors in the page: {errors}"
@@ -199,14 +199,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
 
 
 def shot(page: Any, name: str, doc: bool = False) -> Path:
-    """Save a screenshot to test-artifacts/; with doc=True also refresh docs/images/NAME.png
-    when it is missing or JOBMESH_DOC_IMAGES=1 (so test runs do not churn tracked files)."""
+    """Save a screenshot to test-artifacts/. With doc=True it also replaces
+    docs/images/NAME.png when the GUI changed since (or JOBMESH_DOC_IMAGES=1), so the README's
+    images stay current without every test run rewriting them."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.evaluate("document.querySelector('#toast').hidden = true")
+    page.evaluate("document.querySelector('#toast')?.setAttribute('hidden', '')")  # transient
     page.screenshot(path=str(path))
     target = DOC_IMAGES / f"{name}.png"
-    if doc and (os.environ.get("JOBMESH_DOC_IMAGES") == "1" or not target.exists()):
+    gui_changed = max(f.stat().st_mtime for f in GUI.iterdir())
+    if doc and (os.environ.get("JOBMESH_DOC_IMAGES") == "1" or not target.exists()
+                or target.stat().st_mtime < gui_changed):
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     return path

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Proxy, Stack, shot
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -167,7 +167,7 @@ def test_large_table_renders_the_rows_in_view(page: Any, stack: Stack) -> None:
     expect(page.locator("#jobs")).to_have_attribute("aria-rowcount", "11")
 
 
-def test_cancel_and_delete(page: Any, stack: Stack) -> None:
+def test_cancel_retry_and_delete(page: Any, stack: Stack) -> None:
     stack.upload("slow", "workflow:\n  nodes:\n    nap: {exec: 'sleep 120'}\n"
                          "    after-nap: {exec: 'true', after: [nap]}\n")
     page.goto(stack.url + "/#/wf/slow")
@@ -181,16 +181,25 @@ def test_cancel_and_delete(page: Any, stack: Stack) -> None:
     expect(page.locator("#wf-state")).to_have_text("canceled", timeout=10_000)
     expect(page.locator("#act-retry")).to_be_enabled()
 
-    page.click("#act-delete")
+    page.click("#act-retry")  # the canceled job runs again, as attempt 2
+    nap = page.locator('#jobs-rows tr[data-job="nap"]')
+    expect(nap.locator("[data-col=attempt]")).to_have_text("2", timeout=20_000)
+    expect(nap.locator("[data-col=state]")).to_have_text("running", timeout=20_000)
+    expect(page.locator("#wf-state")).to_have_text("running")
+
+    page.click("#act-delete")  # running: deleting it cancels it
     dialog = page.locator("#confirm")
     expect(dialog).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("is running")
     dialog.locator("button[value=cancel]").click()  # keep it
     expect(page.locator("#wf-title")).to_have_text("slow")
     page.click("#act-delete")
     dialog.locator("#confirm-ok").click()
     page.wait_for_function("location.hash === '#/'")
     expect(page.locator('#wf-rows tr[data-wf="slow"]')).to_have_count(0)
-    assert stack.api.get("/api/workflows/slow").status_code == 404
+    # the monitor drops the state of a deleted (running) workflow a moment later
+    wait_until(lambda: stack.api.get("/api/workflows/slow").status_code == 404, 15,
+               "the deleted workflow to be gone")
 
 
 TRAIN = """#!/usr/bin/env bash

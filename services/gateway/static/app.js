@@ -331,7 +331,7 @@ class WorkflowPage {
     $('#jobs-rows').replaceChildren(); $('#graph').replaceChildren(); $('#graph-msg').hidden = true;
     $('#filter').value = ''; $('#state-filter').value = '';
     this.tableControls(); this.graphControls(); this.actionControls();
-    this.stop = live(`${this.base}/events`, { job: (e) => this.onJob(e), workflow: (s) => this.onWorkflow(s) },
+    this.stop = live(`${this.base}/events`, { job: (e, id) => this.onJob(e, id), workflow: (s) => this.onWorkflow(s) },
       () => { this.refresh(); if (this.svg) this.loadGraph(); });
     this.ticker = setInterval(() => this.tick(), 1000);
     this.refresh();
@@ -364,8 +364,9 @@ class WorkflowPage {
     if (this.loading) { this.again = true; return; }
     this.loading = true;
     try {
+      const snaps = this.snaps;
       const doc = await api(this.base);
-      if (!this.dead) this.load(doc);
+      if (!this.dead) this.load(doc, this.snaps !== snaps);
     } catch (e) {
       if (this.dead) return;
       if (e.status !== 404) { showError(e); return; }
@@ -381,22 +382,26 @@ class WorkflowPage {
   }
   refreshSoon(ms = 150) { this.later('refresh', ms, () => this.refresh()); }
 
-  load({ spec, status }) {
+  load({ spec, status }, raced) {  // raced: a snapshot came by SSE while this answer was on its way
     this.loadedAt = performance.now();
     const sameRun = status?.run && status.run === this.run;
     this.colors = spec?.colors || DEFAULT_COLORS;
+    if (!(sameRun && raced)) {  // else the snapshot shown is newer than this answer
+      this.state = status?.state ?? 'NEW';
+      [this.created, this.started, this.ended] = [status?.created, status?.started, status?.ended].map(parseTime);
+    }
     this.run = status?.run ?? null;
-    this.state = status?.state ?? 'NEW';
-    [this.created, this.started, this.ended] = [status?.created, status?.started, status?.ended].map(parseTime);
     const names = Object.keys(spec?.jobs || status?.jobs || {});
     const same = names.length === this.jobs.size && names.every((n) => this.jobs.has(n));
     const jobs = new Map();
     names.forEach((n, i) => {
       const s = status?.jobs?.[n] || {}, js = spec?.jobs?.[n] || {}, old = same && this.jobs.get(n);
       const j = Object.assign(old || { name: n }, { id: i + 1, spec: js, kind: s.kind || js.kind || 'local' });
-      const attempt = s.attempt || 1, state = s.state || 'PENDING';  // a stale answer must not undo newer events
-      if (!(old && sameRun && (old.attempt > attempt || (old.attempt === attempt && RANK[old.state] > RANK[state])))) {
-        Object.assign(j, { state, attempt, progress: s.progress || 0, msg: s.msg ?? null,
+      // the answer may be older than the events shown (it has no seq): it must not undo them
+      const attempt = s.attempt || 1, state = s.state || 'PENDING', mine = old && sameRun && old.attempt === attempt;
+      const ahead = mine && old.state === state && old.progress > (s.progress || 0);
+      if (!(old && sameRun && (old.attempt > attempt || (mine && RANK[old.state] > RANK[state])))) {
+        Object.assign(j, { state, attempt, progress: ahead ? old.progress : s.progress || 0, msg: ahead ? old.msg : s.msg ?? null,
           started: parseTime(s.started), ended: parseTime(s.ended), native_id: s.native_id ?? null,
           exit_code: s.exit_code ?? null, reason: s.reason ?? null });
       }
@@ -427,6 +432,7 @@ class WorkflowPage {
   onWorkflow(s) {  // a snapshot: usually a little behind the job events, but misses none
     if (s.run !== this.run) { if (!this.run || s.run > this.run) this.refreshSoon(); return; }
     const was = this.state, newer = s.seq >= (this.lastId || 0);
+    this.snaps = (this.snaps || 0) + 1;
     let missed = false;
     this.seq = Math.max(this.seq || 0, s.seq);
     this.state = s.state;
@@ -837,20 +843,21 @@ class WorkflowPage {
     } catch (e) {
       if (this.detail !== d) return;
       setText($('#d-logstate'), e.message);
-      // 404: the job started but the state does not know its run directory yet; 0: away
-      if (e.status === 404 || e.status === 0) d.retry = setTimeout(() => this.startLog(), 1000);
+      // 404 while it runs: the state does not know its run directory yet; 0: the service is away
+      if (e.status === 0 || (e.status === 404 && RANK[j.state] < 4)) d.retry = setTimeout(() => this.startLog(), 1000);
     } finally { d.loading = false; }
   }
 }
 
 // While following, the log stays scrolled to its end, also when the panel around it resizes.
-new ResizeObserver(() => { if ($('#d-follow').checked) $('#d-log').scrollTop = $('#d-log').scrollHeight; }).observe($('#d-log'));
+const pinLog = () => { if ($('#d-follow').checked) $('#d-log').scrollTop = $('#d-log').scrollHeight; };
+new ResizeObserver(pinLog).observe($('#d-log'));
 function appendLog(text) {
   const pre = $('#d-log');
   if (!text) return;
   pre.append(text);
   if (pre.textContent.length > 500000) pre.textContent = pre.textContent.slice(-400000);
-  if ($('#d-follow').checked) pre.scrollTop = pre.scrollHeight;
+  pinLog();
 }
 
 // ---------------------------------------------------------------- router
