@@ -105,15 +105,8 @@ async def graph(js: Any, wf: str) -> bytes | None:
 
 async def watch(js: Any, wf: str) -> AsyncIterator[WorkflowSnapshot]:
     """Yield the snapshot each time it changes, starting with the current one."""
-    kv = await js.key_value(subjects.KV_WORKFLOWS)
-    watcher = await kv.watch(check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
-    try:
-        async for entry in watcher:
-            if entry is None or not entry.value:
-                continue
-            yield WorkflowSnapshot.model_validate_json(entry.value)
-    finally:
-        await bus.stop_watch(js, watcher)
+    async for raw in watch_raw(js, wf):
+        yield WorkflowSnapshot.model_validate_json(raw)
 
 
 _HEAD = re.compile(rb'^\{"name":"[^"]*","run":"([^"]*)","state":"([A-Z]+)"')
