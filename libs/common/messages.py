@@ -97,6 +97,7 @@ class JobPending(_JobEvent):
 class JobReadied(_JobEvent):
     type: Literal["ready"] = "ready"
     pool: str | None = None
+    native_deps: list[str] = Field(default_factory=list)  # Slurm --dependency terms
 
 
 class JobQueued(_JobEvent):
@@ -199,6 +200,9 @@ class JobReady(Wire):
     spec: JobSpec
     base_dir: str
     time: float
+    # Submit now, waiting in the batch queue on these (e.g. "afterok:123"); see
+    # services/scheduler/native.py.
+    native_deps: list[str] = Field(default_factory=list)
 
     @property
     def msg_id(self) -> str:

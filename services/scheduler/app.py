@@ -81,9 +81,11 @@ class SchedulerService:
             ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"
             await bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
                 workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                pool=ins.pool, time=now), msg_id=ident + ".ready")
+                pool=ins.pool, native_deps=list(ins.native_deps), time=now),
+                msg_id=ident + ".ready")
             job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                           pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now)
+                           pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now,
+                           native_deps=list(ins.native_deps))
             await bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id)
         elif isinstance(ins, MarkJob):
             common = dict(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,

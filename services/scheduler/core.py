@@ -18,6 +18,7 @@ from jobmesh.common.messages import (
     JobCancelRequested,
     JobEvent,
     JobProgressed,
+    JobReadied,
     JobsExpanded,
     WorkflowCancelRequested,
     WorkflowDeleted,
@@ -28,6 +29,7 @@ from jobmesh.common.placeholders import MissingOutput, substitute
 from jobmesh.common.spec import JobSpec, retry_delay, will_retry
 from jobmesh.common.states import JobState, should_apply
 
+from . import native
 from .flow import (
     CANCEL_RESEND,
     CancelRunning,
@@ -63,6 +65,7 @@ class WorkflowRun(ControlFlow):
         self.cancel_one: set[str] = set()
         self.maybe_ready: deque[str] = deque(n for n, j in self.jobs.items() if j.unmet == 0)
         self.maybe_skip: deque[str] = deque()
+        self.maybe_chain: deque[str] = deque()  # children of a job that got a Slurm id
         self.resend_ready = False
         # Indexes, so a decide touches only the jobs that need it (never all of them):
         self.order = {n: i for i, n in enumerate(self.jobs)}  # file order, for determinism
@@ -90,6 +93,8 @@ class WorkflowRun(ControlFlow):
         if ev.attempt > job.attempt:  # a retry issued before a restart, seen in replay
             self._new_attempt(ev.job, ev.attempt, getattr(ev, "not_before", None) or 0.0,
                               getattr(ev, "iteration", None))
+        if ev.attempt == job.attempt:
+            self._native(ev.job, job, ev)
         outputs = getattr(ev, "outputs", None)
         if outputs:
             job.outputs.update(outputs)
@@ -103,6 +108,17 @@ class WorkflowRun(ControlFlow):
                 self.maybe_ready.append(ev.job)
             return
         self._set(ev.job, target)
+
+    def _native(self, name: str, job: Job, ev: JobEvent) -> None:
+        """Remember a batch job id (its children may chain on it) and, after a replay, the
+        dependencies a job was released with."""
+        if isinstance(ev, JobReadied) and ev.native_deps:
+            job.native_deps = tuple(ev.native_deps)
+        nid = getattr(ev, "native_id", None)
+        if nid and nid != job.native:
+            job.native = nid
+            if job.spec.kind == "slurm":
+                self.maybe_chain.extend(job.children)
 
     def _set(self, name: str, new: JobState, force: bool = False) -> None:
         job = self.jobs[name]
@@ -196,17 +212,27 @@ class WorkflowRun(ControlFlow):
         while self.maybe_skip:
             name = self.maybe_skip.popleft()
             job = self.jobs.get(name)
-            if job is not None and job.state is JobState.PENDING and not job.retry_due:
-                blocking = [self.jobs[p] for p in job.parents if self._blocks(self.jobs[p], job)]
-                if not blocking:
-                    continue
-                benign = all(p.state is JobState.SKIPPED and p.benign for p in blocking)
-                reason = ("an upstream job was skipped (condition false)" if benign
-                          else "an upstream job did not succeed")
-                out.append(MarkJob(self.name, self.run, name, job.attempt, JobState.SKIPPED,
-                                   reason, benign=benign))
-                job.benign = benign
-                self._set(name, JobState.SKIPPED)
+            if job is None or job.retry_due:
+                continue
+            # A job released with native dependencies waits in Slurm's queue; Slurm drops
+            # it too (--kill-on-invalid-dep), the cancel makes sure.
+            chained = bool(job.native_deps) and job.state in (
+                JobState.READY, JobState.QUEUED, JobState.RUNNING)
+            if job.state is not JobState.PENDING and not chained:
+                continue
+            blocking = [self.jobs[p] for p in job.parents if self._blocks(self.jobs[p], job)]
+            if not blocking:
+                continue
+            benign = all(p.state is JobState.SKIPPED and p.benign for p in blocking)
+            reason = ("an upstream job was skipped (condition false)" if benign
+                      else "an upstream job did not succeed")
+            out.append(MarkJob(self.name, self.run, name, job.attempt, JobState.SKIPPED,
+                               reason, benign=benign))
+            if chained:
+                out.append(CancelRunning(self.name, self.run, name, job.attempt,
+                                         job.spec.pool_name, f"skipped: {reason}"))
+            job.benign = benign
+            self._set(name, JobState.SKIPPED)
 
     def _cancel_all(self, now: float, out: list[Instruction]) -> None:
         for name, job in list(self.jobs.items()):
@@ -247,6 +273,7 @@ class WorkflowRun(ControlFlow):
         job.attempt, job.retry_due, job.cancel_sent = attempt, False, None
         self.due.discard(name)
         job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, {}
+        job.native, job.native_deps = None, ()
         if iteration is not None:
             job.iteration, job.first_attempt = iteration, attempt
         job.not_before = not_before
@@ -287,6 +314,19 @@ class WorkflowRun(ControlFlow):
             self._set(name, JobState.READY)
             out.append(self._release(name, job))
         self.maybe_ready.extendleft(reversed(waiting))
+        while self.maybe_chain and self.active < self.parallel:
+            name = self.maybe_chain.popleft()
+            job = self.jobs.get(name)
+            if job is None or job.state is not JobState.PENDING or job.unmet == 0 \
+                    or job.retry_due or job.not_before > now:
+                continue  # nothing to chain; the usual path releases it
+            parents = [self.jobs[p] for p in job.parents]
+            deps = native.dependencies(job, parents, [self._counts_for(p, job)
+                                                      for p in parents])
+            if deps:
+                job.native_deps = deps
+                self._set(name, JobState.READY)
+                out.append(self._release(name, job))
 
     def _release(self, name: str, job: Job) -> Instruction:
         try:
@@ -296,7 +336,7 @@ class WorkflowRun(ControlFlow):
             return MarkJob(self.name, self.run, name, job.attempt, JobState.FAILED,
                            f"parent '{exc.job}' has no output '{exc.key}'")
         return ReleaseJob(self.name, self.run, name, job.attempt, job.spec.pool_name, spec,
-                          self.base_dir)
+                          self.base_dir, job.native_deps)
 
     def _resolve(self, job: Job) -> JobSpec:
         outputs = {p: self.jobs[p].outputs for p in job.parents}

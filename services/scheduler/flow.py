@@ -43,6 +43,7 @@ class ReleaseJob:
     pool: str
     spec: JobSpec
     base_dir: str
+    native_deps: tuple[str, ...] = ()  # Slurm --dependency terms (native.py)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Job:
     first_attempt: int = 1  # the iteration's first attempt (retries count from here)
     repeat_due: bool = False
     repeat_why: str = ""
+    native: str | None = None   # the batch system's id of the current attempt
+    native_deps: tuple[str, ...] = ()  # released before its parents ended (native.py)
 
 
 class ControlFlow:
