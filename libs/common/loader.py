@@ -23,7 +23,8 @@ from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow
 
 # libyaml's safe loader when PyYAML has it: ten times faster on big workflows.
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description"}
+TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description",
+            "slurm_dependencies"}
 WORKFLOW_KEYS = {"nodes", "dependencies", "name"}
 
 
@@ -178,6 +179,13 @@ class _Builder:
         if not isinstance(defaults, dict):
             self.err("'defaults:' must be a mapping of node attributes", "defaults")
             defaults = {}
+        if "slurm_dependencies" in data:  # the whole workflow's default (docs/hpc.md)
+            chain = data["slurm_dependencies"]
+            if isinstance(chain, bool):
+                defaults = {"slurm_dependencies": chain, **defaults}
+            else:
+                self.err(f"'slurm_dependencies' must be true or false, not {chain!r}",
+                         "slurm_dependencies")
         variables = self._variables(data.get("variables"))
         raw_nodes = self._raw_nodes(wf.get("nodes"))
         edges, edge_lines = self._edges(wf.get("dependencies"), raw_nodes)
@@ -367,6 +375,11 @@ class _Builder:
             if merged.get("exec") is not None and merged.get("script") is not None:
                 self.err("give either 'exec:' or 'script:', not both", *path, "exec",
                          node=name, field="exec")
+                continue
+            chain = merged.get("slurm_dependencies")
+            if chain is not None and not isinstance(chain, bool):
+                self.err(f"'slurm_dependencies' must be true or false, not {chain!r}", *path,
+                         "slurm_dependencies", node=name, field="slurm_dependencies")
                 continue
             script = self._script(name, merged, path)
             if script is False:

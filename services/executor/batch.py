@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobStarted
+from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobSkipped, JobStarted
 
 from . import rundir
 from .base import InvalidJobError
@@ -302,6 +302,10 @@ class BatchExecutor(RemoteExecutor):
         ended = meaning in (DONE, FAILED, CANCELED) or (not state and "exit" in f)
         if not ended:
             return changed
+        if meaning == CANCELED and "cancel" not in f and "Dependency" in (reason or ""):
+            await self._skip(rj, f"an upstream job did not succeed ({self.system.name}: "
+                             f"{reason})")
+            return True
         code = rundir.parse_exit(f["exit"] + "\n") if f.get("exit") else None
         g = {k: v for k, v in f.items() if k in ("outputs", "reason", "cancel")}
         problem = None
@@ -317,6 +321,15 @@ class BatchExecutor(RemoteExecutor):
             code = 0
         await self._finish(rj, code, problem, g)
         return True
+
+
+    async def _skip(self, rj: RJob, reason: str) -> None:
+        """The batch system dropped a job whose native dependency can never be met."""
+        rj.done = True
+        await self.emit(JobSkipped(**_ids(rj.job), reason=reason, time=time.time()))
+        self.jobs.pop(_key(rj.job), None)
+        if self.on_done is not None:
+            await self.on_done(rj.job)
 
 
 def _key(job: JobReady) -> tuple[str, str, str, int]:

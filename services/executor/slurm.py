@@ -3,11 +3,15 @@ scancel. States follow Slurm's squeue/sacct documentation (JOB STATE CODES)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from jobmesh.common.messages import JobReady
 
+from .base import InvalidJobError
 from .batch import CANCELED, DONE, FAILED, QUEUED, RUNNING, BatchSystem
+
+_DEP = re.compile(r"^(afterok|afterany):[0-9]+$")
 
 # node attribute -> sbatch option
 OPTIONS = {"partition": "partition", "time": "time", "nodes": "nodes", "ntasks": "ntasks",
@@ -39,6 +43,12 @@ class Slurm(BatchSystem):
         extra = x.get("sbatch") or []
         for item in [extra] if isinstance(extra, str) else extra:
             lines.append(f"#SBATCH {item}")
+        if job.native_deps:  # wait in Slurm's queue for the parents (scheduler/native.py)
+            bad = [d for d in job.native_deps if not _DEP.match(d)]
+            if bad:
+                raise InvalidJobError(f"invalid Slurm dependency {bad[0]!r}")
+            lines += [f"#SBATCH --dependency={','.join(job.native_deps)}",
+                      "#SBATCH --kill-on-invalid-dep=yes"]
         return lines + [f"#SBATCH --job-name={name}", f"#SBATCH --output={rdir}/job.log",
                         f"#SBATCH --error={rdir}/job.log", f"#SBATCH --chdir={rdir}"]
 

@@ -169,6 +169,9 @@ class Fold:
                 return  # a duplicate of the event that started this attempt
             js.reason = ev.reason
         elif not should_apply(js.state, target):
+            if ev.type == "queued" and js.state is JobState.QUEUED:  # a new pending reason
+                js.native_id = ev.native_id or js.native_id
+                js.reason, js.modified = ev.reason, ev.time
             return
         js.state, js.modified = target, ev.time
         t = ev.type

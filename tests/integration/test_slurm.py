@@ -164,6 +164,83 @@ def test_slurmctld_outage_backs_off_and_recovers(slurm, tmp_path: Path, home: Pa
     assert Path(snap.jobs["job"].run_dir, "job.log").read_text().endswith("survived\n")
 
 
+def start_slurm_stack(services, slurm: slurmcluster.Slurm) -> None:
+    os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]  # the executor process inherits it
+    try:
+        services.start("scheduler")
+        services.start("monitor")
+        services.start("executor:slurm", "--kind", "slurm")
+    finally:
+        del os.environ["SLURM_CONF"]
+
+
+def test_native_dependencies_queue_the_chain_in_slurm(slurm, tmp_path: Path, home: Path, bus,
+                                                      services) -> None:
+    """slurm_dependencies: true submits s2 and s3 while s1 still runs; they wait in
+    Slurm's queue (reason Dependency) and the chain ends as usual."""
+    from jobmesh.cli.view import final_table
+    from rich.console import Console
+
+    gate, out = tmp_path / "go", tmp_path / "chain.txt"
+    wf = write_workflow(tmp_path, "hpcchain", {
+        "s1": node(tmp_path, exec=f"while [ ! -e {gate} ]; do sleep 0.1; done; echo one > {out}"),
+        "s2": node(tmp_path, exec=f"echo two >> {out}"),
+        "s3": node(tmp_path, exec=f"echo three >> {out}"),
+    }, ["s1,s2,s3"], slurm_dependencies=True)
+    start_slurm_stack(services, slurm)
+    bus.submit(wf)
+
+    def chained(s: object) -> bool:
+        j = s.jobs  # type: ignore[attr-defined]
+        return j["s1"].state.value == "RUNNING" and all(
+            j[n].state.value == "QUEUED" and j[n].reason == "Dependency" for n in ("s2", "s3"))
+
+    snap = bus.wait("hpcchain", chained, 90, "s2 and s3 to wait in Slurm's queue")
+    ids = {n: snap.jobs[n].native_id for n in ("s1", "s2", "s3")}
+    assert slurm.state(ids["s3"]) == "PENDING"
+    run_dir = Path(bus.call(lambda js: _run_dir(js, "hpcchain")), "s3", "1")
+    batch = (run_dir / "batch.sh").read_text()
+    assert f"#SBATCH --dependency=afterok:{ids['s2']}" in batch
+    assert "#SBATCH --kill-on-invalid-dep=yes" in batch
+    console = Console(record=True, width=200)
+    console.print(final_table(snap))
+    assert "Dependency" in console.export_text()  # what 'jobmesh status' shows
+    gate.touch()
+    snap = bus.wait("hpcchain", lambda s: s.state.terminal, 90, "the chain to finish")
+    assert snap.state.value == "SUCCEEDED"
+    assert out.read_text() == "one\ntwo\nthree\n"
+    assert all(slurm.state(i) == "COMPLETED" for i in ids.values())
+
+
+async def _run_dir(js: object, wf: str) -> str:
+    from jobmesh.common import ops
+
+    snap = await ops.snapshot(js, wf)
+    return str(Path(snap.jobs["s1"].run_dir).parent.parent)
+
+
+def test_native_dependencies_failure_skips_the_queued_chain(slurm, tmp_path: Path,
+                                                            home: Path) -> None:
+    ran = tmp_path / "ran"
+    wf = write_workflow(tmp_path, "hpcchainfail", {
+        "s1": node(tmp_path, exec="sleep 2; exit 3", slurm_dependencies=True),
+        "s2": node(tmp_path, exec=f"touch {ran}", slurm_dependencies=True),
+        "s3": node(tmp_path, exec=f"touch {ran}", slurm_dependencies=True),
+        "other": {"exec": "true"},
+    }, ["s1,s2,s3"])
+    res = run(home, wf, slurm, "--parallel", "8")  # chained jobs hold a slot while queued
+    assert res.returncode == 1, res.stderr + res.stdout
+    jobs = status(home, "hpcchainfail", slurm)["jobs"]
+    assert jobs["s1"]["state"] == "FAILED" and jobs["s1"]["exit_code"] == 3
+    assert jobs["other"]["state"] == "SUCCEEDED"
+    for name in ("s2", "s3"):
+        assert jobs[name]["state"] == "SKIPPED", jobs[name]
+        assert "upstream" in jobs[name]["reason"]
+        jid = jobs[name]["native_id"]
+        assert jid and slurm.state(jid) == "CANCELLED"  # Slurm dropped it, it never ran
+    assert not ran.exists()
+
+
 def test_time_limit_fails_with_reason_timeout(slurm, tmp_path: Path, home: Path) -> None:
     wf = write_workflow(tmp_path, "hpctime", {"slow": node(tmp_path, exec="sleep 600",
                                                            time="1")}, [])

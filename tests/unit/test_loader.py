@@ -587,3 +587,28 @@ def test_parse_workflow_without_any_name_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         parse_workflow("workflow:\n  nodes: {a: {}}\n", "upload.yaml", tmp_path)
     assert err.value.issues[0].field == "name"
+
+
+def test_slurm_dependencies_top_level_is_every_nodes_default(tmp_path: Path) -> None:
+    wf = load(tmp_path, """
+        slurm_dependencies: true
+        workflow:
+          nodes:
+            a: {kind: slurm, exec: "true"}
+            b: {kind: slurm, exec: "true", slurm_dependencies: false}
+          dependencies: [a,b]
+        """).workflow
+    assert wf.jobs["a"].extras["slurm_dependencies"] is True
+    assert wf.jobs["b"].extras["slurm_dependencies"] is False
+
+
+def test_slurm_dependencies_must_be_a_boolean(tmp_path: Path) -> None:
+    issues = errors(tmp_path, """
+        slurm_dependencies: maybe
+        workflow:
+          nodes:
+            a: {kind: slurm, exec: "true"}
+            b: {kind: slurm, exec: "true", slurm_dependencies: 3}
+        """)
+    assert [(i.line, i.node) for i in issues] == [(1, None), (5, "b")]
+    assert all("must be true or false" in i.message for i in issues)

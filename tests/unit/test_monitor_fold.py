@@ -70,6 +70,8 @@ def test_a_job_through_its_life() -> None:
     log.ev(JobQueued, "a", 102, native_id="slurm-7", reason="Priority")
     assert (log.job("a").state, log.job("a").native_id, log.job("a").reason) == (
         JobState.QUEUED, "slurm-7", "Priority")
+    log.ev(JobQueued, "a", 102.5, native_id="slurm-7", reason="Resources")  # reason changed
+    assert (log.job("a").state, log.job("a").reason) == (JobState.QUEUED, "Resources")
     log.ev(JobStarted, "a", 103, host="node1", run_dir="/runs/w/a/1")
     a = log.job("a")
     assert (a.state, a.started, a.host, a.run_dir, a.reason, a.native_id) == (
@@ -81,7 +83,7 @@ def test_a_job_through_its_life() -> None:
         JobState.SUCCEEDED, 110.0, 0, 100.0, {"n": 5}, "done", 110.0)
     assert log.snap.state is WorkflowState.SUCCEEDED
     assert log.snap.ended == 110.0
-    assert log.snap.seq == 5  # submission + 4 events
+    assert log.snap.seq == 6  # submission + 5 events
 
 
 def test_progress_only_updates_progress() -> None:

@@ -306,9 +306,15 @@ function applyEvent(j, ev) {
     return true;
   }
   const target = EVENT_STATE[ev.type];
+  if (ev.type === 'queued' && j.state === 'QUEUED') {  // a batch system's new pending reason
+    Object.assign(j, { reason: ev.reason ?? null, native_id: ev.native_id || j.native_id });
+    return true;
+  }
   if (!target || (target === 'PENDING' ? j.state !== 'PENDING' : RANK[target] <= RANK[j.state])) return false;
   j.state = target;
-  if (target === 'RUNNING') {
+  if (target === 'QUEUED') {
+    Object.assign(j, { reason: ev.reason ?? null, native_id: ev.native_id || j.native_id });
+  } else if (target === 'RUNNING') {
     j.started ||= ev.time * 1000; j.host = ev.host || j.host; j.native_id = ev.native_id || j.native_id;
   } else if (RANK[target] === 4) {
     Object.assign(j, { ended: ev.time * 1000, exit_code: ev.exit_code ?? null, reason: ev.reason ?? null });
@@ -601,6 +607,8 @@ class WorkflowPage {
     setAttr(j.row, 'data-state', j.state);
     setText(c.id, j.id); setText(c.kind, j.kind); setText(c.host, j.host);
     setBadge(j.badge, j.state);
+    if (j.state === 'QUEUED' && j.reason) setText(j.badge, `queued: ${j.reason}`);  // e.g. Slurm's
+    setAttr(j.badge, 'title', j.reason || '');
     j.bar.set(j.progress, j.msg, j.state);
     setText(c.start, clock(j.started)); setAttr(c.start, 'title', stamp(j.started));
     setText(c.end, clock(j.ended)); setAttr(c.end, 'title', stamp(j.ended));
