@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,13 @@ class Gateway:
     token: str | None
     store: Store
     executors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The queues of the open /api/events streams: changes that touch no snapshot (an
+    # upload, a job edit, deleting a workflow that never ran) are announced here.
+    listeners: set[asyncio.Queue[tuple[str, Any]]] = field(default_factory=set)
+
+    def announce(self, event: str, data: dict[str, Any]) -> None:
+        for queue in list(self.listeners):
+            queue.put_nowait((event, data))
 
 
 def gateway(request: Request) -> Gateway:

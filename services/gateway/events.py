@@ -1,30 +1,47 @@
 """Server-Sent Events: a workflow's job events (from the EVENTS stream) and snapshot
-changes (from the KV watch). Nothing here polls files."""
+changes (from the KV watch), and every workflow's changes. Nothing here polls files.
+
+Every stream owns NATS consumers (an ordered consumer, KV watchers). They are deleted
+when the stream ends, however it ends: the client went away (Starlette cancels the
+response), the server is stopping, or an error. Cancellation would abort the clean-up
+at its first ``await``, so the clean-up runs shielded, with a deadline of its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+import anyio
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from jobmesh.common import bus, subjects
-from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.messages import WorkflowSnapshot, WorkflowSubmitted
 from jobmesh.common.names import check_workflow
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from starlette.types import Receive, Scope, Send
 
-from .deps import ERRORS, GatewayDep, WfName
+from .deps import ERRORS, Gateway, GatewayDep, WfName
 from .workflows import current, summary
 
 router = APIRouter(tags=["events"], responses=ERRORS)
-KEEPALIVE = 15.0
+KEEPALIVE = 15.0   # a comment line this often keeps proxies from closing an idle stream
+CATCH_UP = 3.0     # how long a snapshot waits for the job events it includes
+CLEANUP = 5.0      # how long deleting a stream's consumers may take
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+EVENT_STREAM = {200: {"content": {"text/event-stream": {}},
+                      "description": "an endless event stream"}}
 
 
 def sse(event: str, data: Any, ident: int | None = None) -> bytes:
     head = f"event: {event}\n" + (f"id: {ident}\n" if ident is not None else "")
     return (head + f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
+
+
+KEEPALIVE_LINE = b": keep-alive\n\n"
 
 
 def snap_event(snap: WorkflowSnapshot) -> dict[str, Any]:
@@ -34,82 +51,201 @@ def snap_event(snap: WorkflowSnapshot) -> dict[str, Any]:
                          "attempt": j.attempt} for n, j in snap.jobs.items()}}
 
 
+class EventStream(StreamingResponse):
+    """An SSE response whose generator is closed as soon as the response ends, so its
+    ``finally`` (which deletes its consumers) runs at once. (A client that goes away
+    while a chunk is being sent leaves the generator suspended at its ``yield``;
+    without this it would be closed only when the garbage collector finds it.)"""
+
+    def __init__(self, body: AsyncIterator[bytes]):
+        super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.move_on_after(CLEANUP, shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+async def release(js: Any, subs: list[Any], watchers: list[Any],
+                  tasks: list[asyncio.Task[Any]]) -> None:
+    """Stop the tasks, delete the KV watchers' and the subscriptions' consumers; shielded
+    from the cancellation that usually brings us here, and bounded in time."""
+    for task in tasks:
+        task.cancel()
+    with anyio.move_on_after(CLEANUP, shield=True):
+        for watcher in watchers:
+            await bus.stop_watch(js, watcher)
+        for sub in subs:
+            await bus.drop(js, sub)
+
+
+def resume_point(last_event_id: str | None, since: int | None) -> int | None:
+    """The stream sequence a client has seen up to: Last-Event-ID (sent by EventSource
+    when it reconnects by itself, so newer than the URL's ``since``), else ``since``."""
+    text = (last_event_id or "").strip()
+    if text.isdigit():
+        return int(text)
+    return since
+
+
+WORKFLOW_EVENTS_DOC = """\
+Server-Sent Events of one workflow, for as long as the client stays connected.
+
+* `job`: a job event (pending, ready, queued, started, progress, succeeded, failed,
+  canceled, skipped, jobs_expanded) of the workflow's current run, in log order. Its
+  `id:` is the event's sequence in the EVENTS log.
+* `workflow`: the workflow's state and every job's state (`seq`: the last log sequence it
+  includes). The first one is the current state; then one per change. A `workflow` event
+  comes after every `job` event it includes, so the last one of a run carries its final
+  state after all of the run's job events.
+* comment lines (`: keep-alive`) every 15 s while nothing happens.
+
+A new connection replays the current run's job events, then follows live; a run started
+later is followed from its first event. **Resume**: a reconnect with the
+`Last-Event-ID` header (browsers' EventSource sends it when it reconnects by itself), or
+with `?since=<seq>`, gets only the job events after that sequence (plus the current state
+as a `workflow` event). The header wins over `since`.
+"""
+
+
 @router.get("/api/workflows/{name}/events", summary="Live job events and state changes of "
-            "one workflow (SSE: events 'job' and 'workflow'; the last 'workflow' event of a "
-            "run carries its final state)", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
-async def workflow_events(gw: GatewayDep, request: Request, name: WfName) -> StreamingResponse:
+            "one workflow (SSE: events 'job' and 'workflow'; resume with Last-Event-ID or "
+            "?since=)", description=WORKFLOW_EVENTS_DOC, response_class=StreamingResponse,
+            responses=EVENT_STREAM)
+async def workflow_events(
+        gw: GatewayDep, name: WfName,
+        since: int | None = Query(None, ge=0, description=(
+            "resume: send only job events after this EVENTS sequence (the last `id:` "
+            "seen)")),
+        last_event_id: str | None = Header(None, description=(
+            "resume, as EventSource does on reconnects: like `since`, and wins over it"))
+) -> StreamingResponse:
+    # Read the log's end before the snapshot: a run submitted in between is seen whole.
+    head = await bus.retrying(lambda: gw.js.stream_info(subjects.STREAM_EVENTS),
+                              "read the EVENTS stream", deadline=10)
     snap0, _ = await current(gw, name)
-    last_id = request.headers.get("last-event-id", "")
-    start = int(last_id) + 1 if last_id.isdigit() else None
+    return EventStream(_workflow_stream(gw, name, snap0, int(head.state.last_seq),
+                                        resume_point(last_event_id, since)))
 
-    async def stream() -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-        async def on_event(msg: Any) -> None:
-            queue.put_nowait(("job", msg))
+async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | None,
+                           head: int, resume: int | None) -> AsyncIterator[bytes]:
+    """Follows the workflow's commands and job events (one ordered consumer on both
+    subject trees) and its snapshot (a KV watch).
 
-        # Start at the current run (or where the client left off), not at the first run.
-        if start is not None:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                    opt_start_seq=start)
-        elif snap0 is not None and snap0.created:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
-                                    opt_start_time=_rfc3339(snap0.created - 1))
-        else:
-            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+    The run whose job events are sent is tracked the way the monitor's fold does it: the
+    snapshot's run at first, then the run of each later submission. So a new run's first
+    events are sent even before its first snapshot is stored.
+    """
+    loop = asyncio.get_running_loop()
+    logs: deque[Any] = deque()
+    snaps: deque[WorkflowSnapshot] = deque()
+    wake = asyncio.Event()
+    run = snap0.run if snap0 is not None else None
+    base = snap0.seq if snap0 is not None else 0  # submissions up to here are not newer
+    if resume is not None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                opt_start_seq=resume + 1)
+        done = resume  # every log message up to here is handled
+    elif snap0 is not None and snap0.created:
+        # From just before the run was submitted (the submission's time is the client's
+        # clock; a second of slack for a cluster's skew). Earlier runs are filtered out.
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
+                                opt_start_time=_rfc3339(snap0.created - 1))
+        done = 0
+    else:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                opt_start_seq=head + 1)
+        done = head
+    config.filter_subjects = [subjects.workflow(name), subjects.workflow_events(name)]
+
+    async def on_msg(msg: Any) -> None:
+        logs.append(msg)
+        wake.set()
+
+    subs: list[Any] = []
+    watchers: list[Any] = []
+    tasks: list[asyncio.Task[Any]] = []
+    try:
         sub = await gw.js.subscribe(subjects.workflow_events(name),
                                     stream=subjects.STREAM_EVENTS, ordered_consumer=True,
-                                    cb=on_event, inactive_threshold=bus.EPHEMERAL_INACTIVE,
+                                    cb=on_msg, inactive_threshold=bus.EPHEMERAL_INACTIVE,
+                                    pending_msgs_limit=-1, pending_bytes_limit=-1,
                                     config=config)
+        subs.append(sub)
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
-        watcher = await kv.watch(check_workflow(name), inactive_threshold=bus.EPHEMERAL_INACTIVE)
+        watcher = await kv.watch(check_workflow(name),
+                                 inactive_threshold=bus.EPHEMERAL_INACTIVE)
+        watchers.append(watcher)
 
         async def watch() -> None:
             async for entry in watcher:
                 if entry is not None and entry.value:
-                    queue.put_nowait(("snap", WorkflowSnapshot.model_validate_json(entry.value)))
+                    snaps.append(WorkflowSnapshot.model_validate_json(entry.value))
+                    wake.set()
 
-        watch_task = asyncio.create_task(watch())
-        run: str | None = snap0.run if snap0 is not None else None
-        later: list[tuple[str, Any]] = []  # items taken out of order, handled next
-        try:
-            while True:
-                if later:
-                    kind, item = later.pop(0)
-                else:
-                    try:
-                        kind, item = await asyncio.wait_for(queue.get(), KEEPALIVE)
-                    except asyncio.TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                if kind == "snap":
+        tasks.append(asyncio.create_task(watch()))
+
+        def handle(msg: Any) -> bytes | None:
+            """One log message: a job event of the followed run becomes a 'job' event;
+            a newer submission switches the run."""
+            nonlocal run, done
+            seq = msg.metadata.sequence.stream
+            done = max(done, seq)
+            try:
+                item = bus.decode_log(msg.data)
+            except Exception:
+                return None  # not ours to judge: the monitor skips it too
+            if isinstance(item, WorkflowSubmitted):
+                if seq > base:
                     run = item.run
-                    if item.state.terminal:
-                        # Send every job event folded into this state before it; newer
-                        # states found on the way are kept, in order, for afterwards.
-                        await _catch_up(sub, queue)
-                        while not queue.empty():
-                            k, ev = queue.get_nowait()
-                            if k == "job":
-                                data = bus.decode_log(ev.data)
-                                if data.run == run:
-                                    yield sse("job", data.model_dump(mode="json"),
-                                              ev.metadata.sequence.stream)
-                            else:
-                                later.append((k, ev))
-                    yield sse("workflow", snap_event(item))
-                    continue
-                ev = bus.decode_log(item.data)
-                if run is None or ev.run == run:
-                    yield sse("job", ev.model_dump(mode="json"), item.metadata.sequence.stream)
-        finally:
-            watch_task.cancel()
-            await bus.stop_watch(gw.js, watcher)
-            await bus.drop(gw.js, sub)
+                return None
+            if not msg.subject.startswith(f"{subjects.PREFIX}.events."):
+                return None  # other commands: cancel, retry, delete
+            if run is None or getattr(item, "run", None) != run:
+                return None
+            return sse("job", item.model_dump(mode="json"), seq)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        async def drained() -> bool:
+            """Has the consumer delivered, and have we handled, everything in the log?"""
+            try:
+                info = await sub.consumer_info()
+            except Exception:
+                return False
+            return not logs and info.num_pending == 0 and info.delivered.stream_seq <= done
+
+        waiting_since: float | None = None  # when the first queued snapshot began waiting
+        while True:
+            wake.clear()
+            if logs:
+                chunk = handle(logs.popleft())
+                if chunk is not None:
+                    yield chunk
+                continue
+            if snaps:
+                snap = snaps[0]
+                now = loop.time()
+                waiting_since = now if waiting_since is None else waiting_since
+                # A snapshot goes out after the job events it includes (up to its seq).
+                if (snap.seq <= done or now - waiting_since > CATCH_UP
+                        or await drained()):
+                    snaps.popleft()
+                    waiting_since = None
+                    yield sse("workflow", snap_event(snap))
+                    continue
+                try:
+                    await asyncio.wait_for(wake.wait(), 0.1)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), KEEPALIVE)
+            except asyncio.TimeoutError:
+                yield KEEPALIVE_LINE
+    finally:
+        await release(gw.js, subs, watchers, tasks)
 
 
 def _rfc3339(t: float) -> str:
@@ -118,44 +254,57 @@ def _rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-async def _catch_up(sub: Any, queue: asyncio.Queue[Any], timeout: float = 2.0) -> None:
-    """Wait until the job-event consumer has delivered everything in the stream now."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        try:
-            info = await sub.consumer_info()
-        except Exception:
-            return
-        if info.num_pending == 0 and info.num_ack_pending == 0:
-            await asyncio.sleep(0.02)  # let the last delivered messages reach the queue
-            return
-        await asyncio.sleep(0.02)
+ALL_EVENTS_DOC = """\
+Server-Sent Events of every workflow, for as long as the client stays connected.
+
+* `workflow`: one workflow's summary (as in `GET /api/workflows`): first every stored
+  workflow state, then one per change: a run's progress, an upload (a new or replaced
+  workflow, state `NEW` until it runs), a job added or removed.
+* `deleted`: `{"name": ...}`, a workflow was deleted.
+* comment lines (`: keep-alive`) every 15 s while nothing happens.
+"""
 
 
-@router.get("/api/events", summary="Live state changes of every workflow (SSE: event "
-            "'workflow')", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/api/events", summary="Live changes of every workflow (SSE: events "
+            "'workflow' and 'deleted')", description=ALL_EVENTS_DOC,
+            response_class=StreamingResponse, responses=EVENT_STREAM)
 async def all_events(gw: GatewayDep) -> StreamingResponse:
-    async def stream() -> AsyncIterator[bytes]:
+    return EventStream(_all_stream(gw))
+
+
+async def _all_stream(gw: Gateway) -> AsyncIterator[bytes]:
+    items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    watchers: list[Any] = []
+    tasks: list[asyncio.Task[Any]] = []
+    gw.listeners.add(items)  # uploads and edits: they change no snapshot
+    try:
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
         watcher = await kv.watchall(inactive_threshold=bus.EPHEMERAL_INACTIVE)
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=KEEPALIVE)
-                except asyncio.TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if entry is None:
-                    continue
-                if not entry.value:
-                    yield sse("deleted", {"name": entry.key})
-                    continue
-                snap = WorkflowSnapshot.model_validate_json(entry.value)
-                yield sse("workflow", summary(snap.name, snap, None, gw.store.exists(snap.name)))
-        finally:
-            await bus.stop_watch(gw.js, watcher)
+        watchers.append(watcher)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        async def watch() -> None:
+            initial = True  # the current values come first, then a None
+            async for entry in watcher:
+                if entry is None:
+                    initial = False
+                elif entry.value:
+                    items.put_nowait(("snap", entry.value))
+                elif not initial:  # (a workflow deleted long ago is no news)
+                    items.put_nowait(("deleted", {"name": entry.key}))
+
+        tasks.append(asyncio.create_task(watch()))
+        while True:
+            try:
+                kind, item = await asyncio.wait_for(items.get(), KEEPALIVE)
+            except asyncio.TimeoutError:
+                yield KEEPALIVE_LINE
+                continue
+            if kind == "snap":
+                snap = WorkflowSnapshot.model_validate_json(item)
+                yield sse("workflow", summary(snap.name, snap, None,
+                                              gw.store.exists(snap.name)))
+            else:
+                yield sse(kind, item)
+    finally:
+        gw.listeners.discard(items)
+        await release(gw.js, [], watchers, tasks)

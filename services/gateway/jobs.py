@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from .deps import ERRORS, GatewayDep, JobName, WfName
 from .store import NotUploaded
-from .workflows import current, running, spec_errors
+from .workflows import announce, current, running, spec_errors
 
 router = APIRouter(prefix="/api/workflows/{name}/jobs", tags=["jobs"],
                    responses=ERRORS)
@@ -77,6 +77,7 @@ async def put_job(gw: GatewayDep, name: WfName, job: JobName, body: JobUpdate) -
         return spec_errors(exc)
     except NotUploaded as exc:
         raise HTTPException(409, str(exc)) from None
+    await announce(gw, wf)
     return describe(None, wf, job)
 
 
@@ -84,11 +85,12 @@ async def put_job(gw: GatewayDep, name: WfName, job: JobName, body: JobUpdate) -
 async def delete_job(gw: GatewayDep, name: WfName, job: JobName) -> Any:
     await editable(gw, name)
     try:
-        gw.store.delete_job(name, job)
+        wf = gw.store.delete_job(name, job)
     except KeyError:
         raise HTTPException(404, f"workflow '{name}' has no job '{job}'") from None
     except SpecError as exc:
         return spec_errors(exc)
+    await announce(gw, wf)
     return {"name": name, "job": job, "deleted": True}
 
 

@@ -67,6 +67,13 @@ async def settled(gw: GatewayDep, name: str, seq: int, timeout: float = 5.0) -> 
         await asyncio.sleep(0.02)
 
 
+async def announce(gw: GatewayDep, wf: Workflow) -> None:
+    """Tell the open /api/events streams about a change no snapshot shows (an upload, a
+    job edit)."""
+    snap = await ops.snapshot(gw.js, wf.name)
+    gw.announce("workflow", summary(wf.name, snap, wf, gw.store.exists(wf.name)))
+
+
 def running(snap: WorkflowSnapshot | None) -> bool:
     return snap is not None and not snap.state.terminal
 
@@ -103,6 +110,7 @@ async def upload(gw: GatewayDep, file: UploadFile = File(...), name: str | None 
         return spec_errors(exc)
     except Exists as exc:
         raise HTTPException(409, str(exc)) from None
+    await announce(gw, wf)
     return {"name": wf.name, "jobs": list(wf.jobs), "edges": wf.edges}
 
 
@@ -136,6 +144,8 @@ async def delete(gw: GatewayDep, name: WfName, force: bool = False) -> dict[str,
             await ops.cancel(gw.js, name, snap.run, "workflow deleted")
         await ops.delete(gw.js, name, snap.run)
     gw.store.remove(name)
+    if snap is None:  # else the monitor deletes its snapshot, and the KV watch says so
+        gw.announce("deleted", {"name": name})
     return {"name": name, "deleted": True}
 
 
