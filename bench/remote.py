@@ -229,6 +229,9 @@ def queue_run(slurm: Slurm, tmp: Path, n: int, shims: Path) -> dict:
                            max(gaps, default=0)]}
 
 
+CHAIN_ONLY = False
+
+
 def bench_slurm(tmp: Path, rows: list, out: dict) -> None:
     slurm = Slurm(tmp / "slurm")
     try:
@@ -238,7 +241,7 @@ def bench_slurm(tmp: Path, rows: list, out: dict) -> None:
             (shims / name).write_text(SHIM.format(name=name))
             (shims / name).chmod(0o755)
         # 2a: 200 queued jobs; if jobmesh stalls there, also the largest size that probes.
-        for n in (200, 150):
+        for n in () if CHAIN_ONLY else (200, 150):
             s = out[f"slurm_{n}"] = queue_run(slurm, tmp, n, shims)
             lab = f"Slurm {n} x sleep 2"
             rows += [(lab, "max jobs in queue (sampled) / polls",
@@ -254,11 +257,16 @@ def bench_slurm(tmp: Path, rows: list, out: dict) -> None:
                       f"SUCCEEDED, workflow {s['workflow_s']:.1f} s, wall {s['wall_s']:.1f} s")]
             if "error" not in s:
                 break
-        # 2b: chain of 10 trivial jobs, jobmesh vs plain sbatch --dependency=afterok.
+        # 2b: chain of 10 trivial jobs, jobmesh (waiting in jobmesh, and with native
+        # dependencies) vs plain sbatch --dependency=afterok.
         names = [f"c{i}" for i in range(10)]
-        wf = workflow(tmp, "chain10", {n: {"kind": "slurm", "exec": "true", "workdir": str(
-            tmp / "slurm-runs")} for n in names}, [",".join(names)])
-        jm = finish(*start(wf, slurm.env, 1), "chain10", 600)
+        runs = {}
+        for name, native in (("chain10", False), ("chain10native", True)):
+            wf = workflow(tmp, name, {n: {"kind": "slurm", "exec": "true", "workdir": str(
+                tmp / "slurm-runs"), "slurm_dependencies": native} for n in names},
+                [",".join(names)])
+            runs[name] = finish(*start(wf, slurm.env, 10), name, 600)
+        jm = runs["chain10"]
         ids, t0 = [], time.time()
         for _ in range(10):
             dep = [f"--dependency=afterok:{ids[-1]}"] if ids else []
@@ -275,12 +283,15 @@ def bench_slurm(tmp: Path, rows: list, out: dict) -> None:
                 raise RuntimeError(f"plain sbatch chain did not complete: {states}")
             time.sleep(0.1)
         plain = time.time() - t0
-        out["slurm_chain10"] = {"jobmesh": jm, "plain_sbatch_s": plain}
-        for key, lab in (("submit_to_end_s", "jobmesh submit→last end"),
-                         ("wall_s", "jobmesh end-to-end command")):
-            rows.append(("Slurm chain of 10 x true", f"{lab} vs plain sbatch",
-                         f"{jm[key]:.2f} s ({1000 * jm[key] / 10:.0f} ms/job) vs {plain:.2f} s "
-                         f"({1000 * plain / 10:.0f} ms/job), ratio {jm[key] / plain:.2f}x"))
+        out["slurm_chain10"] = {"jobmesh": jm, "jobmesh_native": runs["chain10native"],
+                                "plain_sbatch_s": plain}
+        for run, how in (("chain10", ""), ("chain10native", " (slurm_dependencies)")):
+            for key, lab in (("submit_to_end_s", "jobmesh submit→last end"),
+                             ("wall_s", "jobmesh end-to-end command")):
+                v = runs[run][key]
+                rows.append(("Slurm chain of 10 x true", f"{lab}{how} vs plain sbatch",
+                             f"{v:.2f} s ({1000 * v / 10:.0f} ms/job) vs {plain:.2f} s "
+                             f"({1000 * plain / 10:.0f} ms/job), ratio {v / plain:.2f}x"))
     finally:
         slurm.stop()
 
@@ -288,13 +299,19 @@ def bench_slurm(tmp: Path, rows: list, out: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--only", choices=("ssh", "slurm", "chain"),
+                    help="one part: ssh, slurm, or only the Slurm chain")
     args = ap.parse_args()
+    global CHAIN_ONLY
+    CHAIN_ONLY = args.only == "chain"
     tmp = Path(tempfile.mkdtemp(prefix="jmbench-remote-"))
     rows: list[tuple[str, str, str]] = []
     out: dict = {"date": datetime.now().isoformat(timespec="seconds"), "cpus": os.cpu_count(),
                  "loadavg_at_start": os.getloadavg()}
     errors = {}
     for name, fn in (("ssh", bench_ssh), ("slurm", bench_slurm)):
+        if args.only and name != {"chain": "slurm"}.get(args.only, args.only):
+            continue
         console.print(f"[bold]{name}[/] benchmarks (work in {tmp})")
         try:
             fn(tmp, rows, out)
@@ -310,8 +327,9 @@ def main() -> int:
     print(f"\nMarkdown:\n\n{md}\n")
     out.update(errors=errors, markdown=md)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "remote.json").write_text(json.dumps(out, indent=2))
-    console.print(f"results: {ROOT / 'bench' / 'results' / 'remote.json'}")
+    result = ROOT / "bench" / "results" / f"remote{'-' + args.only if args.only else ''}.json"
+    result.write_text(json.dumps(out, indent=2))
+    console.print(f"results: {result}")
     if args.keep or errors:
         console.print(f"kept {tmp}")
     else:
