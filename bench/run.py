@@ -1,6 +1,6 @@
 """jobmesh overhead benchmark: `jobmesh run` against a plain-subprocess floor runner.
 
-Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--keep]
+Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--only W1,W2] [--keep]
 Every job is `true`, so all measured time is orchestration and process-spawn overhead.
 """
 from __future__ import annotations
@@ -239,7 +239,9 @@ def report(rows, big, n, repeat):
     for c in cells:
         t.add_row(*c)
     console.print(t)
-    if big["completed"]:
+    if big["completed"] is None:
+        line = "Big fan-out: not run (--big 0)."
+    elif big["completed"]:
         line = (f"Fan-out start -> {big['size']} -> end: completed in {big['wall']:.1f} s end to "
                 f"end ({big['workflow']:.1f} s in-workflow, floor {big['floor_s']:.1f} s); "
                 f"peak RSS of {' + '.join(big['stack_processes'])}: {big['peak_stack_mb']:.0f} MB.")
@@ -258,11 +260,13 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 repeat, 1,000-job fan-out")
     ap.add_argument("--repeat", type=int, help="repeats per measurement (default 3, quick 1)")
-    ap.add_argument("--big", type=int, help="size of the big fan-out (default 5000, quick 1000)")
+    ap.add_argument("--big", type=int, help="size of the big fan-out (default 5000, quick "
+                    "1000; 0 skips it)")
     ap.add_argument("--keep", action="store_true", help="keep each run's JOBMESH_HOME")
+    ap.add_argument("--only", help="comma-separated workload ids to run, e.g. W1,W2")
     args = ap.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
-    big_n = args.big or (1000 if args.quick else 5000)
+    big_n = args.big if args.big is not None else (1000 if args.quick else 5000)
     n = os.cpu_count() or 1
     tmp = tempfile.mkdtemp(prefix="jmbench-")
     console.print(f"jobmesh bench: {n} workers, {repeat} repeat(s), big fan-out {big_n}, "
@@ -271,7 +275,10 @@ def main():
     rows, errors = [], {}
     workloads = {"W1 chain 50": chain(50), "W2 fan-out 200": fanout(200),
                  "W3 layers 10x20": layers(10, 20)}
+    only = {w.strip().upper() for w in args.only.split(",")} if args.only else None
     for label, parents in workloads.items():
+        if only and label.split()[0] not in only:
+            continue
         name = label.split()[0].lower()
         path, floor, jm = write_yaml(name, parents, tmp), [], []
         try:
@@ -286,14 +293,17 @@ def main():
             continue
         rows.append(summarize(label, parents, floor, jm))
 
-    console.print(f"big fan-out: start -> {big_n} -> end (once, sampling RSS every 50 ms)")
-    path = write_yaml("big", fanout(big_n), tmp)
-    try:
-        big = retry_once(run_jobmesh, path, "big", n, 600 + big_n, args.keep, memory=True)
-        big.update(completed=True, floor_s=run_floor(fanout(big_n), n))
-    except FAILURES as e:
-        console.print(f"[red]big fan-out FAILED:[/] {e}")
-        big = {"completed": False, "error": str(e)}
+    if big_n > 0:
+        console.print(f"big fan-out: start -> {big_n} -> end (once, sampling RSS every 50 ms)")
+        path = write_yaml("big", fanout(big_n), tmp)
+        try:
+            big = retry_once(run_jobmesh, path, "big", n, 600 + big_n, args.keep, memory=True)
+            big.update(completed=True, floor_s=run_floor(fanout(big_n), n))
+        except FAILURES as e:
+            console.print(f"[red]big fan-out FAILED:[/] {e}")
+            big = {"completed": False, "error": str(e)}
+    else:
+        big = {"completed": None}
     big["size"] = big_n
 
     md = report(rows, big, n, repeat)
@@ -311,7 +321,7 @@ def main():
     for f in (results / "latest.json", results / f"{stamp}.json"):  # latest + a kept copy
         f.write_text(json.dumps(out, indent=2))
     console.print(f"results: {results / 'latest.json'} (copy: {stamp}.json)")
-    return 1 if errors or not big["completed"] else 0
+    return 1 if errors or big["completed"] is False else 0
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ class ExecutorService:
         self._nc = nc
         self.batch = batch
         self.jobs: dict[tuple[str, str, str, int], JobReady] = {}
+        self.started: dict[tuple[str, str, str, int], asyncio.Future[int]] = {}  # in flight
         self.tombstones: OrderedDict[tuple[str, str, str, int], str] = OrderedDict()
         self.executor: Executor | None = None
         self.take_work = take_work  # False: only re-attach and report (jobmesh status)
@@ -121,15 +122,26 @@ class ExecutorService:
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, f"jobmesh-executor-{self.pool}")
-        js = self.js = nc.jetstream()
+        self.nc, js = nc, nc.jetstream()
+        self.js = js
         await bus.ensure(js, self.settings.replicas)
         self.kv = await js.key_value(subjects.KV_EXECUTIONS)
 
         async def emit(event: Any) -> None:
+            key = _key(event.workflow, event.run, event.job, event.attempt)
             ident = None
             if event.type in ("succeeded", "failed", "canceled", "started"):
                 ident = f"{event.workflow}.{event.run}.{event.job}.{event.attempt}.{event.type}"
-            await bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
+            publish = bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
+            if event.type == "started":
+                # Not awaited here: its ack is awaited together with the registry write,
+                # before the JobReady is acked (see _handle); both go out in one write.
+                self.started[key] = asyncio.ensure_future(publish)
+                return
+            before = self.started.pop(key, None)
+            if before is not None:  # events of one job stay in order: started first
+                await asyncio.gather(before, return_exceptions=True)
+            await publish
 
         self.emit = emit
         self.executor = make_executor(self.kind, emit, self.settings, self._forget)
@@ -227,19 +239,28 @@ class ExecutorService:
             log.warning("%s/%s: %s; will retry", job.workflow, job.job, exc)
             await msg.nak(delay=2)
             return
+        # The registry entry and the started event must be stored before the ack: after
+        # a crash, the entry (or a redelivery) is how a new executor finds the job.
+        writes = [self.started[key]] if key in self.started else []
         if key in self.jobs:  # not finished already (a no-op job ends inside submit)
-            await bus.kv_put(self.kv, self._kv_key(job),
-                             bus.encode(_Registered(job=job, native_id=native)))
+            writes.append(bus.kv_put(self.kv, self._kv_key(job),
+                                     bus.encode(_Registered(job=job, native_id=native))))
+        await asyncio.gather(*writes)
         await msg.ack()
 
     def _kv_key(self, job: JobReady) -> str:
         return f"{subjects.execution_key(self.pool, job.workflow, job.job)}.{job.attempt}"
 
     async def _forget(self, job: JobReady) -> None:
-        self.jobs.pop(_key(job.workflow, job.run, job.job, job.attempt), None)
+        key = _key(job.workflow, job.run, job.job, job.attempt)
+        self.jobs.pop(key, None)
+        self.started.pop(key, None)
+        # A KV delete marker, published without waiting for its ack: a lost one leaves a
+        # stale entry, which is harmless (attach finds the exit file and reports again).
         try:
-            await self.kv.delete(self._kv_key(job))
-        except Exception as exc:  # stale entries are harmless: attach finds the exit file
+            await self.nc.publish(f"$KV.{subjects.KV_EXECUTIONS}.{self._kv_key(job)}",
+                                  headers={"KV-Operation": "DEL"})
+        except Exception as exc:
             log.debug("registry delete failed: %s", exc)
 
     async def _reattach(self) -> None:

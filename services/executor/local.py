@@ -131,8 +131,7 @@ class LocalExecutor(Executor):
             del self.tracked[_key(job)]
             shutil.rmtree(rdir, ignore_errors=True)
             raise SubmitError(f"cannot start /bin/sh: {exc}") from exc
-        t.proc, t.pid = proc, proc.pid
-        (rdir / "pid").write_text(f"{proc.pid}\n")
+        t.proc, t.pid = proc, proc.pid  # (the wrapper writes its pid file first thing)
         self._watch_child(t)
         await self.emit(JobStarted(**_ids(job), native_id=str(proc.pid), host=self.host,
                                    run_dir=str(rdir), time=time.time()))
@@ -362,6 +361,8 @@ def stage_files(root: Path, patterns: list[str], what: str) -> list[Path]:
     """Files under root matching the patterns, as relative paths. A pattern that matches
     nothing is an error (a declared input or output that is not there)."""
     found: list[Path] = []
+    if not patterns:
+        return found
     base = root.resolve()
     for pattern in patterns:
         matches = [p for p in sorted(root.glob(pattern)) if p.is_file()]

@@ -79,14 +79,18 @@ class SchedulerService:
         now = time.time()
         if isinstance(ins, ReleaseJob):
             ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"
-            await bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
-                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                pool=ins.pool, native_deps=list(ins.native_deps), time=now),
-                msg_id=ident + ".ready")
             job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
                            pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now,
                            native_deps=list(ins.native_deps))
-            await bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id)
+            # Both at once (one write, acks awaited together). Either order is safe: a
+            # replay re-sends a READY job's JobReady, and one without its ready event is
+            # released again under the same message id.
+            await asyncio.gather(
+                bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
+                    workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                    pool=ins.pool, native_deps=list(ins.native_deps), time=now),
+                    msg_id=ident + ".ready"),
+                bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id))
         elif isinstance(ins, MarkJob):
             common = dict(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
                           time=now)
