@@ -42,6 +42,7 @@ def sse(event: str, data: Any, ident: int | None = None) -> bytes:
 
 
 KEEPALIVE_LINE = b": keep-alive\n\n"
+LIVE_LINE = b": live\n\n"  # first, once the stream follows everything: nothing is missed
 
 
 def snap_event(snap: WorkflowSnapshot) -> dict[str, Any]:
@@ -100,7 +101,8 @@ Server-Sent Events of one workflow, for as long as the client stays connected.
   includes). The first one is the current state; then one per change. A `workflow` event
   comes after every `job` event it includes, so the last one of a run carries its final
   state after all of the run's job events.
-* comment lines (`: keep-alive`) every 15 s while nothing happens.
+* comment lines: `: live` first, once the stream follows everything (what happens after
+  it is sent will be seen), then `: keep-alive` every 15 s while nothing happens.
 
 A new connection replays the current run's job events, then follows live; a run started
 later is followed from its first event. **Resume**: a reconnect with the
@@ -187,6 +189,7 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
                     wake.set()
 
         tasks.append(asyncio.create_task(watch()))
+        yield LIVE_LINE
 
         def handle(msg: Any) -> bytes | None:
             """One log message: a job event of the followed run becomes a 'job' event;
@@ -261,7 +264,8 @@ Server-Sent Events of every workflow, for as long as the client stays connected.
   workflow state, then one per change: a run's progress, an upload (a new or replaced
   workflow, state `NEW` until it runs), a job added or removed.
 * `deleted`: `{"name": ...}`, a workflow was deleted.
-* comment lines (`: keep-alive`) every 15 s while nothing happens.
+* comment lines: `: live` first, once the stream follows everything, then `: keep-alive`
+  every 15 s while nothing happens.
 """
 
 
@@ -293,6 +297,7 @@ async def _all_stream(gw: Gateway) -> AsyncIterator[bytes]:
                     items.put_nowait(("deleted", {"name": entry.key}))
 
         tasks.append(asyncio.create_task(watch()))
+        yield LIVE_LINE
         while True:
             try:
                 kind, item = await asyncio.wait_for(items.get(), KEEPALIVE)

@@ -5,9 +5,12 @@ streams open."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import queue
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -55,6 +58,36 @@ class Up:
 
         return run_async(go())  # type: ignore[no-any-return]
 
+    def job_events(self, wf: str, run: str) -> list[tuple[int, str, str]]:
+        """(sequence, job, type) of every job event of one run, read from the EVENTS log
+        itself: what a stream should have sent."""
+        from jobmesh.common import bus, subjects
+        from jobmesh.common.settings import Settings
+
+        async def go() -> list[tuple[int, str, str]]:
+            nc = await bus.connect(Settings(nats_url=self.nats_url), "jobmesh-test")
+            try:
+                js = nc.jetstream()
+                sub = await js.subscribe(subjects.workflow_events(wf),
+                                         stream=subjects.STREAM_EVENTS, ordered_consumer=True)
+                out = []
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=2)
+                    except asyncio.TimeoutError:
+                        break
+                    ev = bus.decode_log(msg.data)
+                    if ev.run == run:
+                        out.append((msg.metadata.sequence.stream, ev.job, ev.type))
+                    if msg.metadata.num_pending == 0:
+                        break
+                await bus.drop(js, sub)
+                return out
+            finally:
+                await nc.close()
+
+        return run_async(go())  # type: ignore[no-any-return]
+
 
 
 @pytest.fixture
@@ -75,6 +108,7 @@ class Stream:
         self.status: int | None = None
         self.ended = threading.Event()
         self.opened = threading.Event()
+        self.live = threading.Event()  # the stream said ': live'
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=None))
         self._cm = self._client.stream("GET", path, headers=headers, params=params)
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -87,7 +121,9 @@ class Stream:
                 self.opened.set()
                 kind, data, ident = "message", None, None
                 for line in resp.iter_lines():
-                    if line.startswith("event: "):
+                    if line == ": live":
+                        self.live.set()
+                    elif line.startswith("event: "):
                         kind = line[7:]
                     elif line.startswith("id: "):
                         ident = int(line[4:])
@@ -120,6 +156,10 @@ class Stream:
             out.append(ev)
             if pred(ev):
                 return out
+
+    def wait_live(self, timeout: float = 60) -> None:
+        assert self.live.wait(timeout), f"the stream did not go live within {timeout}s " \
+            f"(status {self.status})"
 
     def close(self) -> None:
         self._client.close()  # closes the socket under the reading thread
@@ -163,3 +203,162 @@ def test_closed_streams_release_their_consumers(up: Up, tmp_path: Path) -> None:
                    f"the consumers to go back to {base}", every=0.2)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; they stayed at {seen[-1]}") from None
+
+
+def jobs_of(events: list[tuple[str, Any, int | None]]) -> list[tuple[int, str, str]]:
+    return [(i, d["job"], d["type"]) for k, d, i in events if k == "job" and i is not None]
+
+
+GATED = {  # 'a' reports progress, then waits for a file the test creates
+    "a": {"exec": 'for p in 25 50; do echo "# cloudmesh progress=$p"; done; '
+                  'while [ ! -e "$JOBMESH_WORKFLOW_DIR/go" ]; do sleep 0.05; done; '
+                  'echo "# cloudmesh progress=75"'},
+    "b": {"exec": "true"}, "c": {"exec": "echo '# cloudmesh progress=50'"}}
+
+
+def test_reconnect_resumes_after_the_last_event_id(up: Up, home: Path,
+                                                   tmp_path: Path) -> None:
+    upload(up.api, write_workflow(tmp_path, "resume", GATED, ["a,b", "a,c"]))
+    first = Stream(up.url, "/api/workflows/resume/events")
+    first.wait_live()
+    r = up.api.post("/api/workflows/resume/run")
+    assert r.status_code == 202, r.text
+    run = r.json()["run"]
+    # Read until 'a' reported progress 50, then drop the connection mid-run.
+    got = first.until(lambda ev: ev[0] == "job" and ev[1]["job"] == "a"
+                      and ev[1].get("progress") == 50)
+    first.close()
+    seen = jobs_of(got)
+    last = seen[-1][0]
+    assert [t for _, j, t in seen if j == "a"][-1] == "progress"
+    (home / "workflows" / "resume" / "go").touch()
+    wait_until(lambda: up.api.get("/api/workflows/resume").json()["status"]["state"]
+               in DONE, 60, "the run to end while nobody listened")
+    truth = up.job_events("resume", run)
+    assert [e[0] for e in truth] == sorted(e[0] for e in truth)
+    assert seen == [e for e in truth if e[0] <= last]  # nothing lost before the drop
+
+    # EventSource's own reconnect: the Last-Event-ID header.
+    again = Stream(up.url, "/api/workflows/resume/events", headers={"Last-Event-ID": str(last)})
+    rest = again.until(final(run))
+    again.close()
+    assert rest[-1][1]["state"] == "SUCCEEDED"
+    assert jobs_of(rest) == [e for e in truth if e[0] > last], "only the later events"
+    assert seen + jobs_of(rest) == truth
+    assert all(k == "workflow" for k, _, _ in rest[rest.index(next(
+        e for e in rest if e[0] == "job" and e[2] == truth[-1][0])) + 1:])
+
+    # A manual reconnect: ?since=; and the header wins over it (EventSource keeps the
+    # URL it was opened with, and sends a newer id in the header).
+    for params, headers in (({"since": last}, None),
+                            ({"since": 0}, {"Last-Event-ID": str(last)})):
+        s = Stream(up.url, "/api/workflows/resume/events", params=params, headers=headers)
+        assert jobs_of(s.until(final(run))) == [e for e in truth if e[0] > last], params
+        s.close()
+
+    # A fresh connection (or an id that is no number) replays the current run.
+    for headers in (None, {"Last-Event-ID": "not-a-number"}):
+        s = Stream(up.url, "/api/workflows/resume/events", headers=headers)
+        assert jobs_of(s.until(final(run))) == truth
+        s.close()
+
+
+def test_stream_open_before_a_new_run_sees_all_of_it(up: Up, tmp_path: Path) -> None:
+    """A stream that follows a workflow which ran before gets every job event of the next
+    run from its very first one, before the run's first snapshot is stored."""
+    roots = {f"r{i}": {"exec": "true"} for i in range(6)}
+    upload(up.api, write_workflow(tmp_path, "again", {**roots, "end": {"exec": "true"}},
+                                  [f"r{i},end" for i in range(6)]))
+    r1 = up.api.post("/api/workflows/again/run").json()["run"]
+    wait_until(lambda: up.api.get("/api/workflows/again").json()["status"]["state"]
+               in DONE, 60, "the first run to end")
+    stream = Stream(up.url, "/api/workflows/again/events")
+    old = stream.until(final(r1))  # the replay of the first run
+    assert {d["run"] for k, d, _ in old if k == "job"} == {r1}
+    for _ in range(2):  # twice: the second time the first run's replay is not fresh
+        r = up.api.post("/api/workflows/again/run")
+        assert r.status_code == 202, r.text
+        run = r.json()["run"]
+        got = stream.until(final(run))
+        assert got[-1][1]["state"] == "SUCCEEDED"
+        jobs = [(i, d) for k, d, i in got if k == "job"]
+        assert {d["run"] for _, d in jobs} == {run}, "another run's events"
+        truth = up.job_events("again", run)
+        assert [(i, d["job"], d["type"]) for i, d in jobs] == truth
+        for job in [*roots, "end"]:
+            types = [d["type"] for _, d in jobs if d["job"] == job]
+            assert types[0] == "ready" and types[-1] == "succeeded", (job, types)
+            assert types.index("started") < types.index("succeeded")
+        last_job = max(n for n, ev in enumerate(got) if ev[0] == "job")
+        assert last_job < len(got) - 1, "the final state comes after every job event"
+    stream.close()
+
+
+def archive(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_uploads_edits_and_deletes_are_announced(up: Up) -> None:
+    stream = Stream(up.url, "/api/events")
+    stream.wait_live()
+    data = archive({"flow.yaml": "workflow:\n  nodes:\n    one: {script: one.sh}\n"
+                                 "    two: {exec: 'true'}\n  dependencies:\n"
+                                 "    - one,two\n",
+                    "one.sh": "echo one\n"})
+    r = up.api.post("/api/workflows", files={"file": ("shipped.tar.gz", data)})
+    assert r.status_code == 201, r.text
+    kind, info, _ = stream.next()
+    assert kind == "workflow", (kind, info)
+    assert (info["name"], info["state"], info["jobs"], info["uploaded"]) == (
+        "shipped", "NEW", 2, True)
+    r = up.api.put("/api/workflows/shipped/jobs/three",
+                   json={"attributes": {"exec": "true"}, "after": ["two"]})
+    assert r.status_code == 200, r.text
+    kind, info, _ = stream.next()
+    assert (kind, info["name"], info["jobs"]) == ("workflow", "shipped", 3)
+    r = up.api.post("/api/workflows", files={"file": ("shipped.tar.gz", data)},
+                    data={"replace": "true"})
+    assert r.status_code == 201, r.text
+    kind, info, _ = stream.next()
+    assert (kind, info["name"], info["jobs"]) == ("workflow", "shipped", 2)
+    assert up.api.delete("/api/workflows/shipped").status_code == 200
+    assert stream.next() == ("deleted", {"name": "shipped"}, None)
+    # A workflow that ran is announced by its snapshots, and its deletion by the monitor.
+    r = up.api.post("/api/workflows", files={"file": ("ran.tar.gz", data)})
+    assert r.status_code == 201, r.text
+    assert stream.next()[1]["name"] == "ran"
+    assert up.api.post("/api/workflows/ran/run").status_code == 202
+    got = stream.until(lambda ev: ev[0] == "workflow" and ev[1]["state"] in DONE)
+    assert got[-1][1]["state"] == "SUCCEEDED"
+    assert up.api.delete("/api/workflows/ran").status_code == 200
+    stream.until(lambda ev: ev == ("deleted", {"name": "ran"}, None))
+    stream.close()
+
+
+def test_down_with_open_streams_is_prompt(home: Path, tmp_path: Path) -> None:
+    stack = Up(home)
+    try:
+        upload(stack.api, write_workflow(tmp_path, "quiet", {"a": {"exec": "true"}}, []))
+        streams = [Stream(stack.url, "/api/workflows/quiet/events"),
+                   Stream(stack.url, "/api/events")]
+        for s in streams:
+            s.wait_live()
+        began = time.monotonic()
+        res = stack.down()
+        took = time.monotonic() - began
+        assert res.returncode == 0, res.stderr + res.stdout
+        # uvicorn gives open responses 3 s to end, then cancels them
+        assert took < 20, f"'jobmesh down' took {took:.1f}s with two streams open"
+        for s in streams:
+            assert s.ended.wait(10), "the stream is still open after 'jobmesh down'"
+            s.close()
+        assert not (home / "service.json").exists()
+    finally:
+        cli(home, "down", timeout=90)
