@@ -24,7 +24,7 @@ from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobSkipp
 from . import rundir
 from .base import InvalidJobError
 from .remote import RemoteExecutor, RJob, _ids, probe_script
-from .transport import HostRefused, HostUnreachable, Transport
+from .transport import HostRefused, HostUnreachable, Result, Transport
 
 log = logging.getLogger("jobmesh.executor.batch")
 STATUS_MARK = "@@STATUS"
@@ -138,12 +138,13 @@ class BatchExecutor(RemoteExecutor):
         modes = {f"{rdir}/batch.sh": 0o755}
         return files, modes
 
-    async def _launch(self, t: Transport, job: JobReady, rdir: str) -> str:
+    def _launch_cmd(self, job: JobReady, rdir: str) -> str:
+        return (f"{self._env_prefix(job)}touch submitting && "
+                f"{self.system.submit('batch.sh')} > submit.out 2>&1; rc=$?; cat submit.out; "
+                "exit $rc")
+
+    async def _launched(self, t: Transport, job: JobReady, rdir: str, res: Result) -> str:
         q = shlex.quote(rdir)
-        cmd = (f"{self._env_prefix(job)}cd {q} && touch submitting && "
-               f"{self.system.submit('batch.sh')} > submit.out 2>&1; rc=$?; cat submit.out; "
-               "exit $rc")
-        res = await self._with_retries(t, lambda: t.run(cmd, timeout=120))
         out = res.stdout.decode(errors="replace")
         try:
             native = self.system.parse_submit(out)

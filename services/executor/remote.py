@@ -1,6 +1,9 @@
 """The remote executor: jobs run detached on another host (SSH) or in WSL, under the
 same wrapper and run-directory files as local jobs.
 
+A submission is one command, one round trip: claim the run directory (``mkdir``),
+unpack the job's files from a tar stream on standard input, launch.
+
 Per host, one probe command per poll reports every job there: exit files, live pids,
 cancel and reason files, and the log bytes past each job's stored offset. A redelivered
 job finds its run directory taken (``mkdir`` is the claim) and is attached to, never
@@ -11,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import logging
 import re
 import shlex
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,12 +41,14 @@ from jobmesh.common.spec import JobSpec
 from . import rundir
 from .base import Emit, Executor, InvalidJobError, SubmitError
 from .local import KILL_GRACE, MAX_STEPS, stage_files
-from .transport import HostRefused, HostUnreachable, Transport
+from .transport import HostRefused, HostUnreachable, Result, Transport
 
 log = logging.getLogger("jobmesh.executor.remote")
 DEFAULT_WORKDIR = "~/.jobmesh/runs"
 CONNECT_TRIES = 3
 PROBE_BYTES = 256 * 1024   # log bytes per job per probe
+NEVER_STARTED = 60.0       # s: a claimed run directory without pid or exit has no job
+TAKEN = "@@TAKEN"
 _SAFE_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]/-]+$")
 HELPER = """#!/bin/sh
 # jobmesh's job helpers for hosts without jobmesh: progress and output.
@@ -70,6 +77,7 @@ class RJob:
     term_sent: float | None = None
     dead_polls: int = 0
     done: bool = False
+    since: float = field(default_factory=time.time)
 
 
 def _key(job: JobReady) -> tuple[str, str, str, int]:
@@ -169,16 +177,24 @@ class RemoteExecutor(Executor):
         await self._with_retries(t, lambda: self._prepare(t, root))
         rdir = rundir.run_dir(root, job)
         files, modes = self._files(job, rdir, root)
-        dirs = sorted({str(Path(p).parent) for p in files})
-        claim = (f"mkdir -p {shlex.quote(str(Path(rdir).parent))} && mkdir {shlex.quote(rdir)}"
-                 f" && mkdir -p {' '.join(shlex.quote(d) for d in dirs)}")
-        res = await self._with_retries(t, lambda: t.run(claim))
-        if res.status != 0:  # taken: a redelivered message; attach, never launch twice
+        q = shlex.quote(rdir)
+        # Claim, stage and launch in one round trip. A run directory that exists is a
+        # redelivered message (or a retry after a lost connection): attach, never launch
+        # twice.
+        cmd = (f"mkdir -p {shlex.quote(str(Path(rdir).parent))} || exit 1; "
+               f"mkdir {q} || {{ [ -d {q} ] || exit 1; cat >/dev/null; echo {TAKEN}; exit 0; }}; "
+               f"cd {q} && tar -xf - || exit 1\n{self._launch_cmd(job, rdir)}")
+        res = await self._with_retries(t, lambda: t.run(cmd, stdin=_tar(files, modes, rdir),
+                                                        timeout=300))
+        out = res.stdout.decode(errors="replace")
+        if out.startswith(TAKEN):
             await self.attach(job, "")
             return f"{t.name}:{rdir}"
         try:
-            await self._with_retries(t, lambda: t.put(files, modes))
-            pid = await self._launch(t, job, rdir)
+            if res.status != 0 and not out.strip():
+                raise InvalidJobError(f"cannot create the run directory {rdir} on {t.name}: "
+                                      f"{res.stderr.decode(errors='replace').strip()[-500:]}")
+            pid = await self._launched(t, job, rdir, res)
         except BaseException:
             try:
                 await t.run(f"rm -rf {shlex.quote(rdir)}")
@@ -217,18 +233,21 @@ class RemoteExecutor(Executor):
             there, rdir, python=str(python), tools=f"{root}/.bin", pylib=f"{root}/.lib").encode()
         return files, {f"{rdir}/wrapper.sh": 0o755}
 
-    async def _launch(self, t: Transport, job: JobReady, rdir: str) -> str:
-        q = shlex.quote(rdir)
+    def _launch_cmd(self, job: JobReady, rdir: str) -> str:
+        """Shell lines run in the staged run directory that start the job and print its
+        native id (here the wrapper's pid)."""
         check = ""
         if job.spec.job_type in ("py", "ipynb"):
             py = f"{job.spec.venv}/bin/python" if job.spec.venv else str(
                 job.spec.extras.get("python") or "python3")
             check = (f"command -v {shlex.quote(py)} >/dev/null 2>&1 || "
                      f"{{ echo 'MISSING {py}'; exit 0; }}; ")
-        cmd = (f"{check}cd {q} && (setsid /bin/sh ./wrapper.sh </dev/null >/dev/null 2>&1 &) "
-               "&& i=0; while [ ! -s pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); "
-               "done; cat pid 2>/dev/null")
-        res = await self._with_retries(t, lambda: t.run(cmd))
+        return (f"{check}(setsid /bin/sh ./wrapper.sh </dev/null >/dev/null 2>&1 &) "
+                "&& i=0; while [ ! -s pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); "
+                "done; cat pid 2>/dev/null")
+
+    async def _launched(self, t: Transport, job: JobReady, rdir: str, res: Result) -> str:
+        """The native id from what the launch lines printed; InvalidJobError if refused."""
         out = res.stdout.decode(errors="replace").strip()
         if out.startswith("MISSING"):
             raise InvalidJobError(f"{out[8:]} is not installed on {t.name}; install it or set "
@@ -337,6 +356,10 @@ class RemoteExecutor(Executor):
         code = rundir.parse_exit(f["exit"] + "\n") if f.get("exit") else None
         if code is not None:
             await self._finish(rj, code, None, f)
+            return True
+        if "pid" not in f and time.time() - rj.since > NEVER_STARTED:
+            await self._finish(rj, None, f"the job never started in {rj.rdir} (the executor "
+                               "stopped between claiming and launching it)")
             return True
         if "alive" not in f and "pid" in f:
             rj.dead_polls += 1
@@ -453,6 +476,19 @@ class RemoteExecutor(Executor):
                 pass
         self.pollers.clear()
         self.jobs.clear()
+
+
+def _tar(files: dict[str, bytes], modes: dict[str, int], rdir: str) -> bytes:
+    """The job's files as a tar stream, paths relative to its run directory."""
+    buf, now = io.BytesIO(), int(time.time())
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for path, data in files.items():
+            if not path.startswith(rdir + "/"):
+                raise InvalidJobError(f"{path} is outside the run directory {rdir}")
+            info = tarfile.TarInfo(path[len(rdir) + 1:])
+            info.size, info.mode, info.mtime = len(data), modes.get(path, 0o644), now
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _ids(job: JobReady) -> dict[str, Any]:
