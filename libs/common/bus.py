@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import time
@@ -349,7 +350,8 @@ class LogFollower:
 
     def __init__(self, js: JetStreamContext):
         self.js = js
-        self.queue: asyncio.Queue[tuple[int, Any, int]] = asyncio.Queue()
+        self.queue: collections.deque[tuple[int, Any, int]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None  # a get() waiting for messages
         self.caught_up = False
         self.bad = 0
         self.sub: Any = None
@@ -369,7 +371,9 @@ class LogFollower:
             except Exception:
                 self.bad += 1
                 item = None
-            self.queue.put_nowait((meta.sequence.stream, item, meta.num_pending))
+            self.queue.append((meta.sequence.stream, item, meta.num_pending))
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
 
         # An ordered consumer is one in-memory replica on one server. If that server goes
         # away, the client notices through missed idle heartbeats (two in a row) and
@@ -384,13 +388,18 @@ class LogFollower:
     async def get(self, timeout: float | None) -> list[tuple[int, Any]]:
         """Wait up to ``timeout`` for messages; return all that are queued (maybe none)."""
         out: list[tuple[int, Any]] = []
-        try:
-            first = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return out
-        batch = [first]
-        while not self.queue.empty() and len(batch) < 5000:
-            batch.append(self.queue.get_nowait())
+        if not self.queue:  # wait on a bare future: no task and no queue per message
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(
+                timeout, lambda: waiter.done() or waiter.set_result(None))
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        batch = [self.queue.popleft() for _ in range(min(len(self.queue), 5000))]
         for seq, item, pending in batch:
             if pending == 0:
                 self.caught_up = True

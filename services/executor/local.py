@@ -38,6 +38,12 @@ KILL_GRACE = 5.0      # seconds between SIGTERM and SIGKILL on cancel
 MAX_READ = 1 << 20    # log bytes read per job per tick
 TOOLS = os.path.dirname(sys.executable)  # where the jobmesh command is, for jobs' PATH
 MAX_STEPS = 20        # progress lines published one by one per tick; beyond, the last
+# The wrapper's shell first writes the run directory's job.json and wrapper.sh from its
+# environment, then runs the wrapper in the same process ("." keeps its pid).
+BOOT = ('printf %s "$JOBMESH_STAGE_JOB" > job.json && '
+        'printf %s "$JOBMESH_STAGE_WRAPPER" > wrapper.sh && '
+        'unset JOBMESH_STAGE_JOB JOBMESH_STAGE_WRAPPER && . "$0"')
+INLINE_MAX = 64 * 1024  # bigger files are written here (an environment string: < 128 KiB)
 
 
 @dataclass
@@ -106,7 +112,13 @@ class LocalExecutor(Executor):
         except OSError as exc:
             raise SubmitError(f"cannot create run directory {rdir}: {exc}") from exc
         try:
-            self._stage(job, rdir)
+            files = self._stage(job, rdir)
+            # The wrapper's shell writes job.json and wrapper.sh itself (see BOOT): creating
+            # files costs more than the fork, and so it stays off the event loop.
+            inline = job.spec.job_type != "noop" and sum(map(len, files.values())) <= INLINE_MAX
+            if not inline:
+                for name, text in files.items():
+                    (rdir / name).write_text(text)
         except InvalidJobError:
             raise
         except OSError as exc:
@@ -122,11 +134,15 @@ class LocalExecutor(Executor):
                                        run_dir=str(rdir), time=time.time()))
             await self._finish(t)
             return "-"
+        env = {**os.environ, "JOBMESH_STAGE_JOB": files["job.json"],
+               "JOBMESH_STAGE_WRAPPER": files["wrapper.sh"]} if inline else None
         try:
+            # $0 names the wrapper file, so the command line holds the run directory
+            # (_alive checks it) and ps shows which job this is.
             proc = subprocess.Popen(
-                ["/bin/sh", str(rdir / "wrapper.sh")], cwd=rdir, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                close_fds=True)
+                ["/bin/sh", "-c", BOOT if inline else '. "$0"', str(rdir / "wrapper.sh")],
+                cwd=rdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         except OSError as exc:
             del self.tracked[_key(job)]
             shutil.rmtree(rdir, ignore_errors=True)
@@ -138,8 +154,8 @@ class LocalExecutor(Executor):
         self._wake.set()
         return str(proc.pid)
 
-    def _stage(self, job: JobReady, rdir: Path) -> None:
-        (rdir / "job.json").write_text(job.model_dump_json(indent=1))
+    def _stage(self, job: JobReady, rdir: Path) -> dict[str, str]:
+        """Copy the job's script and inputs; return the texts of job.json and wrapper.sh."""
         name = rundir.staged_script(job)
         if name and job.spec.script:
             src = Path(job.spec.script)
@@ -152,8 +168,9 @@ class LocalExecutor(Executor):
             (rdir / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(job.base_dir) / rel, rdir / rel)
         python = sys.executable if job.spec.job_type == "ipynb" else "python3"
-        (rdir / "wrapper.sh").write_text(rundir.wrapper(job, str(rdir), python=python,
-                                                        tools=TOOLS, pylib=self.pylib))
+        return {"job.json": job.model_dump_json(indent=1),
+                "wrapper.sh": rundir.wrapper(job, str(rdir), python=python, tools=TOOLS,
+                                             pylib=self.pylib)}
 
     async def attach(self, job: JobReady, native_id: str) -> None:
         if _key(job) in self.tracked:
