@@ -7,7 +7,7 @@ import os
 
 from jobmesh.common.service import base_parser, run_service, settings_from
 
-from .app import TokenRequired, check_bind, create_app
+from .app import TokenRequired, check_bind, close_streams, create_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,10 +27,15 @@ def main(argv: list[str] | None = None) -> None:
     async def serve(stop: asyncio.Event) -> None:
         import uvicorn
 
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, token), host=args.host,
-                                               port=args.port, log_level="warning"))
+        app = create_app(settings, token)
+        # Open event streams end when asked (close_streams); anything else still open
+        # after 3 s is cut short rather than holding the stop up.
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                               log_level="warning",
+                                               timeout_graceful_shutdown=3))
         task = asyncio.create_task(server.serve())
         await stop.wait()
+        close_streams(app)
         server.should_exit = True
         await task
 

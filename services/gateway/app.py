@@ -47,6 +47,14 @@ def check_bind(host: str, token: str | None) -> None:
                             "set a token with --token (or JOBMESH_TOKEN)")
 
 
+def close_streams(app: FastAPI) -> None:
+    """End the app's open event streams; call it just before stopping the server, so
+    that open GUI tabs do not make it wait out its graceful-shutdown timeout."""
+    gw = getattr(app.state, "gateway", None)
+    if gw is not None:
+        gw.close_streams()
+
+
 def create_app(settings: Settings, token: str | None = None, nc: Any | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -45,10 +45,21 @@ class Gateway:
     # The queues of the open /api/events streams: changes that touch no snapshot (an
     # upload, a job edit, deleting a workflow that never ran) are announced here.
     listeners: set[asyncio.Queue[tuple[str, Any]]] = field(default_factory=set)
+    # The wake-up events of the open workflow streams, and whether they should end.
+    wakers: set[asyncio.Event] = field(default_factory=set)
+    closing: bool = False
 
     def announce(self, event: str, data: dict[str, Any]) -> None:
         for queue in list(self.listeners):
             queue.put_nowait((event, data))
+
+    def close_streams(self) -> None:
+        """End every open event stream (the server is stopping): clients see the stream
+        end at once instead of when the server gives up waiting for them."""
+        self.closing = True
+        for wake in list(self.wakers):
+            wake.set()
+        self.announce("close", {})
 
 
 def gateway(request: Request) -> Gateway:

@@ -108,7 +108,8 @@ A new connection replays the current run's job events, then follows live; a run 
 later is followed from its first event. **Resume**: a reconnect with the
 `Last-Event-ID` header (browsers' EventSource sends it when it reconnects by itself), or
 with `?since=<seq>`, gets only the job events after that sequence (plus the current state
-as a `workflow` event). The header wins over `since`.
+as a `workflow` event). The header wins over `since`; an id that is not a number, or lies
+beyond the end of the log, is ignored.
 """
 
 
@@ -128,8 +129,11 @@ async def workflow_events(
     head = await bus.retrying(lambda: gw.js.stream_info(subjects.STREAM_EVENTS),
                               "read the EVENTS stream", deadline=10)
     snap0, _ = await current(gw, name)
-    return EventStream(_workflow_stream(gw, name, snap0, int(head.state.last_seq),
-                                        resume_point(last_event_id, since)))
+    last = int(head.state.last_seq)
+    resume = resume_point(last_event_id, since)
+    if resume is not None and resume > last:
+        resume = None  # an id from another log (a new deployment): start afresh
+    return EventStream(_workflow_stream(gw, name, snap0, last, resume))
 
 
 async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | None,
@@ -170,6 +174,7 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
     subs: list[Any] = []
     watchers: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
+    gw.wakers.add(wake)  # close_streams sets it
     try:
         sub = await gw.js.subscribe(subjects.workflow_events(name),
                                     stream=subjects.STREAM_EVENTS, ordered_consumer=True,
@@ -220,7 +225,7 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
             return not logs and info.num_pending == 0 and info.delivered.stream_seq <= done
 
         waiting_since: float | None = None  # when the first queued snapshot began waiting
-        while True:
+        while not gw.closing:
             wake.clear()
             if logs:
                 chunk = handle(logs.popleft())
@@ -248,6 +253,7 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
             except asyncio.TimeoutError:
                 yield KEEPALIVE_LINE
     finally:
+        gw.wakers.discard(wake)
         await release(gw.js, subs, watchers, tasks)
 
 
@@ -298,12 +304,14 @@ async def _all_stream(gw: Gateway) -> AsyncIterator[bytes]:
 
         tasks.append(asyncio.create_task(watch()))
         yield LIVE_LINE
-        while True:
+        while not gw.closing:
             try:
                 kind, item = await asyncio.wait_for(items.get(), KEEPALIVE)
             except asyncio.TimeoutError:
                 yield KEEPALIVE_LINE
                 continue
+            if kind == "close":
+                return
             if kind == "snap":
                 snap = WorkflowSnapshot.model_validate_json(item)
                 yield sse("workflow", summary(snap.name, snap, None,

@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import queue
+import socket
 import subprocess
 import tarfile
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import cli, run_async, wait_until, write_workflow
+from tests.conftest import Services, cli, run_async, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
 DONE = ("SUCCEEDED", "FAILED", "CANCELED")
@@ -109,8 +110,10 @@ class Stream:
         self.ended = threading.Event()
         self.opened = threading.Event()
         self.live = threading.Event()  # the stream said ': live'
+        self.clean_end = False  # the server ended the response (not cut, not dropped)
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=None))
         self._cm = self._client.stream("GET", path, headers=headers, params=params)
+        self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -118,6 +121,7 @@ class Stream:
         try:
             with self._cm as resp:
                 self.status = resp.status_code
+                self._sock = resp.extensions["network_stream"].get_extra_info("socket")
                 self.opened.set()
                 kind, data, ident = "message", None, None
                 for line in resp.iter_lines():
@@ -132,6 +136,7 @@ class Stream:
                     elif line == "" and data is not None:
                         self.events.put((kind, data, ident))
                         kind, data, ident = "message", None, None
+                self.clean_end = True
         except Exception:  # closed by us, or by the server going away
             pass
         finally:
@@ -162,8 +167,17 @@ class Stream:
             f"(status {self.status})"
 
     def close(self) -> None:
-        self._client.close()  # closes the socket under the reading thread
+        """Drop the connection at once, as a closed tab does (closing the client would
+        wait for the reading thread's next line)."""
+        self.opened.wait(30)
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
         self._thread.join(15)
+        assert not self._thread.is_alive(), "the stream did not close"
+        self._client.close()
 
 
 def final(run: str | None = None) -> Any:
@@ -256,8 +270,9 @@ def test_reconnect_resumes_after_the_last_event_id(up: Up, home: Path,
         assert jobs_of(s.until(final(run))) == [e for e in truth if e[0] > last], params
         s.close()
 
-    # A fresh connection (or an id that is no number) replays the current run.
-    for headers in (None, {"Last-Event-ID": "not-a-number"}):
+    # A fresh connection (or an id that is no number, or from beyond the log's end)
+    # replays the current run.
+    for headers in (None, {"Last-Event-ID": "not-a-number"}, {"Last-Event-ID": "999999"}):
         s = Stream(up.url, "/api/workflows/resume/events", headers=headers)
         assert jobs_of(s.until(final(run))) == truth
         s.close()
@@ -355,6 +370,7 @@ def test_down_with_open_streams_is_prompt(home: Path, tmp_path: Path) -> None:
         took = time.monotonic() - began
         assert res.returncode == 0, res.stderr + res.stdout
         # uvicorn gives open responses 3 s to end, then cancels them
+        print(f"'jobmesh down' took {took:.1f}s with two streams open")
         assert took < 20, f"'jobmesh down' took {took:.1f}s with two streams open"
         for s in streams:
             assert s.ended.wait(10), "the stream is still open after 'jobmesh down'"
@@ -362,3 +378,39 @@ def test_down_with_open_streams_is_prompt(home: Path, tmp_path: Path) -> None:
         assert not (home / "service.json").exists()
     finally:
         cli(home, "down", timeout=90)
+
+
+def test_standalone_gateway_ends_its_streams_when_stopped(services: Services, home: Path,
+                                                          tmp_path: Path) -> None:
+    """`python -m jobmesh.gateway` (as in a container) on SIGTERM ends its open streams
+    itself: each response ends properly, rather than being cut off when uvicorn stops
+    waiting for it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = services.start("gateway", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, 60, "the gateway to answer")
+    with httpx.Client(base_url=url, timeout=30) as api:
+        upload(api, write_workflow(tmp_path, "idle", {"a": {"exec": "true"}}, []))
+    streams = [Stream(url, "/api/workflows/idle/events"), Stream(url, "/api/events")]
+    for s in streams:
+        s.wait_live()
+    began = time.monotonic()
+    gateway.terminate()
+    for s in streams:
+        assert s.ended.wait(30), "the stream is still open after SIGTERM"
+    assert gateway.wait(30) == 0
+    took = time.monotonic() - began
+    assert all(s.clean_end for s in streams), "a stream was cut off instead of ended"
+    assert took < 20, f"the gateway took {took:.1f}s to stop"
+    services.procs.pop("gateway")
+    for s in streams:
+        s.close()

@@ -153,12 +153,15 @@ async function api(path, { method = 'GET', body, as = 'json' } = {}) {
 
 // Follow an SSE stream (the token goes as ?token=: EventSource sends no headers). After an
 // error answer (a 502 while the gateway restarts) the browser gives up: we reconnect with a
-// backoff. onUp runs after each reconnect, to refresh what may have been missed.
+// backoff, and with ?since=<the last event id> so that only later events come (EventSource's
+// own reconnects send it as Last-Event-ID). onUp runs after each reconnect, to refresh the
+// state shown.
 function live(path, handlers, onUp) {
-  let es, timer = 0, lost = false, stopped = false, delay = 500;
+  let es, timer = 0, lost = false, stopped = false, delay = 500, lastId = '';
   const connect = () => {
     const url = typeof path === 'function' ? path() : path, token = localStorage.getItem(TOKEN);
-    es = new EventSource(token ? `${url}${url.includes('?') ? '&' : '?'}token=${enc(token)}` : url);
+    const query = [lastId && `since=${enc(lastId)}`, token && `token=${enc(token)}`].filter(Boolean).join('&');
+    es = new EventSource(query ? `${url}${url.includes('?') ? '&' : '?'}${query}` : url);
     es.onopen = () => { delay = 500; setOnline(true); if (lost) { lost = false; onUp?.(); } };
     es.onerror = () => {
       if (stopped) return;
@@ -166,7 +169,10 @@ function live(path, handlers, onUp) {
       if (es.readyState === EventSource.CLOSED) { timer = setTimeout(connect, delay); delay = Math.min(delay * 2, 5000); }
     };
     for (const [name, fn] of Object.entries(handlers)) {
-      es.addEventListener(name, (e) => { if (!stopped) fn(JSON.parse(e.data), Number(e.lastEventId) || 0); });
+      es.addEventListener(name, (e) => {
+        if (e.lastEventId) lastId = e.lastEventId;
+        if (!stopped) fn(JSON.parse(e.data), Number(e.lastEventId) || 0);
+      });
     }
   };
   connect();
@@ -455,7 +461,7 @@ class WorkflowPage {
       if (changed) this.mark(j);
     }
     this.schedule();
-    // for the times of events the stream missed (it skips a new run's first ones), now and then
+    // for the times of events this page missed (while it reloaded, or was away), now and then
     if (missed && performance.now() - this.loadedAt > Math.max(5000, this.jobs.size * 10)) this.refreshSoon(1000);
     if (WF_DONE.has(s.state) && !WF_DONE.has(was)) {
       this.ended = Math.max(0, ...[...this.jobs.values()].map((j) => j.ended || 0)) || Date.now();
