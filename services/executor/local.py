@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jobmesh.common.messages import (
     JobCanceled,
@@ -80,6 +81,7 @@ class LocalExecutor(Executor):
         self.tracked: dict[tuple[str, str, str, int], Tracked] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._until = 0.0  # when the poller wakes next by itself
         self.swept = asyncio.Event()  # set after each pass over the watched jobs
 
     async def start(self) -> None:
@@ -151,7 +153,11 @@ class LocalExecutor(Executor):
         self._watch_child(t)
         await self.emit(JobStarted(**_ids(job), native_id=str(proc.pid), host=self.host,
                                    run_dir=str(rdir), time=time.time()))
-        self._wake.set()
+        # Its log is first read after poll_min: the pidfd reports an exit at once, so a
+        # job that ends sooner is never polled. Wake the poller only if it sleeps longer.
+        t.next_check = time.time() + self.poll_min
+        if t.next_check < self._until:
+            self._wake.set()
         return str(proc.pid)
 
     def _stage(self, job: JobReady, rdir: Path) -> dict[str, str]:
@@ -240,6 +246,8 @@ class LocalExecutor(Executor):
 
     async def _tick_loop(self) -> None:
         while True:
+            self._wake.clear()  # (a wake-up during the pass below brings another pass)
+            self._until = 0.0
             now = time.time()
             soonest = now + self.poll_max
             for t in list(self.tracked.values()):
@@ -264,8 +272,8 @@ class LocalExecutor(Executor):
                 soonest = min(soonest, t.next_check)
                 if t.deadline is not None:
                     soonest = min(soonest, t.deadline)
-            self._wake.clear()
             self.swept.set()
+            self._until = soonest
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.01, soonest - time.time()))
             except asyncio.TimeoutError:
