@@ -1,8 +1,8 @@
 """The remote executor: jobs run detached on another host (SSH) or in WSL, under the
 same wrapper and run-directory files as local jobs.
 
-A submission is one command, one round trip: claim the run directory (``mkdir``),
-unpack the job's files from a tar stream on standard input, launch.
+Submissions to a host are batched: one script claims, stages and launches every job
+waiting for that host, in one round trip (``launch.py``).
 
 Per host, one probe command per poll reports every job there: exit files, live pids,
 cancel and reason files, and the log bytes past each job's stored offset. A redelivered
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import re
 import shlex
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from jobmesh.common.messages import (
 from jobmesh.common.progress import LogScan, scan
 from jobmesh.common.spec import JobSpec
 
-from . import rundir
+from . import launch, rundir
 from .base import Emit, Executor, InvalidJobError, SubmitError
 from .local import KILL_GRACE, MAX_STEPS, stage_files
 from .transport import HostRefused, HostUnreachable, Result, Transport
@@ -48,7 +46,6 @@ DEFAULT_WORKDIR = "~/.jobmesh/runs"
 CONNECT_TRIES = 3
 PROBE_BYTES = 256 * 1024   # log bytes per job per probe
 NEVER_STARTED = 60.0       # s: a claimed run directory without pid or exit has no job
-TAKEN = "@@TAKEN"
 _SAFE_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]/-]+$")
 HELPER = """#!/bin/sh
 # jobmesh's job helpers for hosts without jobmesh: progress and output.
@@ -96,6 +93,8 @@ class RemoteExecutor(Executor):
         self.homes: dict[str, str] = {}
         self.prepared: set[tuple[str, str]] = set()
         self.locks: dict[str, asyncio.Lock] = {}
+        self.launching: dict[str, list[launch.Launch]] = {}  # host -> waiting submissions
+        self.launchers: dict[str, asyncio.Task[None]] = {}
         self.probes = 0  # probe round trips made (for benchmarks)
         self.swept = asyncio.Event()
 
@@ -177,23 +176,15 @@ class RemoteExecutor(Executor):
         await self._with_retries(t, lambda: self._prepare(t, root))
         rdir = rundir.run_dir(root, job)
         files, modes = self._files(job, rdir, root)
-        q = shlex.quote(rdir)
-        # Claim, stage and launch in one round trip. A run directory that exists is a
-        # redelivered message (or a retry after a lost connection): attach, never launch
-        # twice.
-        cmd = (f"mkdir -p {shlex.quote(str(Path(rdir).parent))} || exit 1; "
-               f"mkdir {q} || {{ [ -d {q} ] || exit 1; cat >/dev/null; echo {TAKEN}; exit 0; }}; "
-               f"cd {q} && tar -xf - || exit 1\n{self._launch_cmd(job, rdir)}")
-        res = await self._with_retries(t, lambda: t.run(cmd, stdin=_tar(files, modes, rdir),
-                                                        timeout=300))
-        out = res.stdout.decode(errors="replace")
-        if out.startswith(TAKEN):
+        item = launch.Launch(rdir, files, modes, self._launch_cmd(job, rdir))
+        self.launching.setdefault(t.name, []).append(item)
+        if t.name not in self.launchers or self.launchers[t.name].done():
+            self.launchers[t.name] = asyncio.create_task(self._launcher(t))
+        res = await item.done
+        if res is None:  # taken: a redelivered message or a retried batch; never twice
             await self.attach(job, "")
             return f"{t.name}:{rdir}"
         try:
-            if res.status != 0 and not out.strip():
-                raise InvalidJobError(f"cannot create the run directory {rdir} on {t.name}: "
-                                      f"{res.stderr.decode(errors='replace').strip()[-500:]}")
             pid = await self._launched(t, job, rdir, res)
         except BaseException:
             try:
@@ -246,9 +237,42 @@ class RemoteExecutor(Executor):
                 "&& i=0; while [ ! -s pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); "
                 "done; cat pid 2>/dev/null")
 
+    async def _launcher(self, t: Transport) -> None:
+        """Send the host's waiting submissions, as many per script as fit."""
+        waiting = self.launching[t.name]
+        while waiting:
+            batch = [waiting.pop(0)]
+            size = batch[0].size
+            while waiting and size + waiting[0].size <= launch.BATCH_BYTES:
+                size += waiting[0].size
+                batch.append(waiting.pop(0))
+            try:
+                body = launch.script(batch)
+                res = await self._with_retries(t, lambda b=body: t.run("/bin/sh -s", stdin=b,
+                                                                       timeout=300))
+                outcomes = launch.parse(res.stdout, len(batch))
+            except BaseException as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc if isinstance(exc, Exception) else
+                                                SubmitError("the executor is stopping"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for item, outcome in zip(batch, outcomes):
+                if isinstance(outcome, PermissionError):
+                    item.done.set_exception(InvalidJobError(
+                        f"cannot create the run directory {item.rdir} on {t.name}"))
+                elif isinstance(outcome, Exception):
+                    item.done.set_exception(SubmitError(f"{t.name}: {outcome}"))
+                else:
+                    item.done.set_result(outcome)
+
     async def _launched(self, t: Transport, job: JobReady, rdir: str, res: Result) -> str:
         """The native id from what the launch lines printed; InvalidJobError if refused."""
         out = res.stdout.decode(errors="replace").strip()
+        if res.status != 0:
+            raise InvalidJobError(f"cannot stage or launch the job on {t.name}: {out[-500:]}")
         if out.startswith("MISSING"):
             raise InvalidJobError(f"{out[8:]} is not installed on {t.name}; install it or set "
                                   "venv:/python: for this job")
@@ -467,6 +491,8 @@ class RemoteExecutor(Executor):
             dest.write_bytes(data)
 
     async def close(self) -> None:
+        for task in self.launchers.values():
+            task.cancel()
         for task in self.pollers.values():
             task.cancel()
         for task in self.pollers.values():
@@ -476,19 +502,6 @@ class RemoteExecutor(Executor):
                 pass
         self.pollers.clear()
         self.jobs.clear()
-
-
-def _tar(files: dict[str, bytes], modes: dict[str, int], rdir: str) -> bytes:
-    """The job's files as a tar stream, paths relative to its run directory."""
-    buf, now = io.BytesIO(), int(time.time())
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
-        for path, data in files.items():
-            if not path.startswith(rdir + "/"):
-                raise InvalidJobError(f"{path} is outside the run directory {rdir}")
-            info = tarfile.TarInfo(path[len(rdir) + 1:])
-            info.size, info.mode, info.mtime = len(data), modes.get(path, 0o644), now
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _ids(job: JobReady) -> dict[str, Any]:

@@ -95,3 +95,30 @@ def test_a_claimed_directory_without_a_job_fails_instead_of_waiting_forever(
 
     asyncio.run(go())
     assert not (tmp_path / "ran").exists()  # never launched a second time
+
+
+def test_concurrent_submissions_to_one_host_share_a_few_scripts(tmp_path: Path) -> None:
+    t, events = CountingTransport(), []
+    jobs = [ready(tmp_path, exec=f"echo job {i}").model_copy(update={"job": f"j{i}"})
+            for i in range(30)]
+
+    async def go() -> None:
+        async def emit(ev: Any) -> None:
+            events.append(ev)
+
+        ex = RemoteExecutor("ssh", emit, lambda spec: t, poll_min=0.05, poll_max=0.2)
+        await ex.submit(jobs[0])  # the host's setup: its home and the helpers
+        before = len(t.commands)
+        await asyncio.gather(*(ex.submit(j) for j in jobs[1:]))
+        launches = len(t.commands) - before
+        assert launches <= 3, t.commands[before:]
+        end = time.monotonic() + 30
+        while sum(isinstance(e, JobSucceeded) for e in events) < 30:
+            assert time.monotonic() < end, events
+            await asyncio.sleep(0.05)
+        await ex.close()
+
+    asyncio.run(go())
+    for i in range(30):
+        log = tmp_path / "runs" / "w" / jobs[i].run / f"j{i}" / "1" / "job.log"
+        assert log.read_text() == f"job {i}\n"

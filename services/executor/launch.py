@@ -1,0 +1,95 @@
+"""Claim, stage and launch many jobs on one host with one shell script: one round trip
+and one SSH session for every job that waited for that host, instead of several each.
+
+Per job the script claims the run directory (``mkdir``; one that exists is taken, by a
+redelivered message or a retried batch, and is left alone), writes the job's files from
+base64 here-documents, and runs the executor's launch lines in a subshell. Each job's
+output is framed, so every job gets back what its own launch lines printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+
+from .transport import Result
+
+TAKEN = "@@TAKEN"
+NO_DIR = "@@NODIR"
+BATCH_BYTES = 4 << 20  # staged bytes per script; a bigger job goes alone
+_EOF = "@@JM_EOF"      # never inside base64 text
+
+
+@dataclass
+class Launch:
+    rdir: str
+    files: dict[str, bytes]     # absolute paths inside rdir
+    modes: dict[str, int]
+    lines: str                  # shell lines run in rdir; print the native id
+    done: asyncio.Future[Result | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def size(self) -> int:
+        return sum(len(d) for d in self.files.values())
+
+
+def _job(i: int, job: Launch) -> str:
+    r = shlex.quote(job.rdir)
+    parent = shlex.quote(posixpath.dirname(job.rdir))
+    body = [f"cd {r} || exit 1"]
+    rels = {}
+    for path in job.files:
+        if not path.startswith(job.rdir + "/"):
+            raise ValueError(f"{path} is outside the run directory {job.rdir}")
+        rels[path] = path[len(job.rdir) + 1:]
+    dirs = sorted({posixpath.dirname(rel) for rel in rels.values()} - {""})
+    if dirs:
+        body.append("mkdir -p " + " ".join(shlex.quote(d) for d in dirs) + " || exit 1")
+    for path, data in job.files.items():
+        rel = shlex.quote(rels[path])
+        body.append(f"base64 -d > {rel} <<'{_EOF}' || exit 1\n"
+                    f"{base64.encodebytes(data).decode()}{_EOF}")
+        if path in job.modes:
+            body.append(f"chmod {job.modes[path]:o} {rel} || exit 1")
+    body.append(job.lines)
+    inner = "\n".join(body)
+    return (f"printf '\\n@@L {i}\\n'\n"
+            f"if mkdir -p {parent} && mkdir {r} 2>/dev/null; then\n( {inner}\n) 2>&1\n"
+            "printf '\\n@@S %s\\n' $?\n"
+            f"elif [ -d {r} ]; then echo {TAKEN}\n"
+            f"else echo {NO_DIR}; fi\n")
+
+
+def script(batch: list[Launch]) -> bytes:
+    return "".join(_job(i, job) for i, job in enumerate(batch)).encode()
+
+
+def parse(out: bytes, n: int) -> list[Result | None | Exception]:
+    """Per job: what its launch lines printed and their status; None when its run
+    directory was taken; an exception when it could not be staged or the script stopped
+    before it."""
+    text = out.decode("utf-8", "replace")
+    results: list[Result | None | Exception] = []
+    for i in range(n):
+        start = text.find(f"\n@@L {i}\n")
+        if start < 0:
+            results.append(ConnectionError("the launch script stopped before this job"))
+            continue
+        start += len(f"\n@@L {i}\n")
+        end = text.find(f"\n@@L {i + 1}\n", start)
+        seg = text[start:] if end < 0 else text[start:end]
+        if seg.strip() == TAKEN:
+            results.append(None)
+        elif seg.strip() == NO_DIR:
+            results.append(PermissionError("cannot create the run directory"))
+        elif "\n@@S " in seg:
+            body, _, status = seg.rpartition("\n@@S ")
+            code = status.strip()
+            results.append(Result(int(code) if code.isdigit() else -1, body.encode(), b""))
+        else:
+            results.append(ConnectionError("the launch script stopped during this job"))
+    return results
