@@ -513,15 +513,16 @@ def _ids(job: JobReady) -> dict[str, Any]:
 PROBE_FN = (
     "p() { printf '\\n@@J %s\\n' \"$1\"; d=$2\n"
     'if [ -d "$d" ]; then\n'
-    '  [ -s "$d/exit" ] && printf "exit=%s\\n" "$(cat "$d/exit")"\n'
-    '  if [ -s "$d/pid" ]; then echo pid=1; kill -0 "$(cat "$d/pid")" 2>/dev/null '
+    '  [ -s "$d/exit" ] && { read -r x < "$d/exit"; printf "exit=%s\\n" "$x"; }\n'
+    '  if [ -s "$d/pid" ]; then echo pid=1; read -r x < "$d/pid"; kill -0 "$x" 2>/dev/null '
     "&& echo alive=1; fi\n"
     '  [ -f "$d/cancel" ] && printf "cancel=%s\\n" "$(head -c 300 "$d/cancel" | tr "\\n" " '
     '" | sed "s/ *$//")"\n'
     '  [ -f "$d/reason" ] && printf "reason=%s\\n" "$(head -c 2000 "$d/reason" | tr "\\n" '
     '" ")"\n'
-    f'  printf "log="; tail -c +"$3" "$d/job.log" 2>/dev/null | head -c {PROBE_BYTES} | '
-    'base64 | tr -d "\\n"; echo\n'
+    # Only a log that grew past the stored offset is read (most polls read none).
+    '  n=$(wc -c < "$d/job.log" 2>/dev/null); [ "${n:-0}" -ge "$3" ] && { printf "log="; '
+    f'tail -c +"$3" "$d/job.log" | head -c {PROBE_BYTES} | base64 | tr -d "\\n"; echo; }}\n'
     '  if [ -s "$d/exit" ] && [ -f "$d/outputs.json" ]; then printf "outputs="; '
     'head -c 65536 "$d/outputs.json" | base64 | tr -d "\\n"; echo; fi\n'
     "else echo missing=1; fi; }\n"
