@@ -184,7 +184,8 @@ def run_jobmesh(path, name, workers, timeout, keep, memory=False):
     jobs = st["jobs"].values()
     end = max(ts(j["ended"]) for j in jobs)
     res = {"wall": wall, "workflow": end - min(ts(j["started"]) for j in jobs),
-           "submit_to_end": end - ts(st["created"]), "jobs": len(st["jobs"])}
+           "submit_to_end": end - ts(st["created"]), "jobs": len(st["jobs"]),
+           "load_avg_1min": os.getloadavg()[0]}
     if memory:
         res.update(peak_stack_mb=peak.get("stack_kb", 0) / 1024,
                    peak_tree_mb=peak.get("tree_kb", 0) / 1024,
@@ -286,7 +287,9 @@ def main():
                 floor.append(run_floor(parents, n))
                 jm.append(retry_once(run_jobmesh, path, name, n, 120 + 2 * len(parents), args.keep))
                 console.print(f"  {label} #{i + 1}: floor {floor[-1]:.2f}s, jobmesh wall "
-                              f"{jm[-1]['wall']:.2f}s, workflow {jm[-1]['workflow']:.2f}s")
+                              f"{jm[-1]['wall']:.2f}s, workflow {jm[-1]['workflow']:.2f}s, "
+                              f"ratio {jm[-1]['workflow'] / floor[-1]:.1f}x, "
+                              f"load {jm[-1]['load_avg_1min']:.2f}")
         except FAILURES as e:
             console.print(f"[red]{label} FAILED:[/] {e}")
             errors[label] = str(e)
