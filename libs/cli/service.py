@@ -83,7 +83,7 @@ def down(home: Path, timeout: float = 60) -> bool:
 async def serve(home: Path, host: str, port: int, token: str | None) -> None:
     """The background process itself: the embedded stack plus the gateway."""
     import uvicorn
-    from jobmesh.gateway.app import create_app
+    from jobmesh.gateway.app import close_streams, create_app
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,6 +111,7 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
         try:
             await stop.wait()
         finally:
+            close_streams(app)  # open GUI tabs end at once, not after the timeout
             server.should_exit = True
             await task
             (home / "service.json").unlink(missing_ok=True)
