@@ -99,8 +99,8 @@ class Client(BaseClient):
         """Parsed SSE events of a workflow, forever (break out when done): 'job' events
         (data: a job event, id: its stream sequence) from the start of the log, or after
         ``last_event_id``, and a 'workflow' event (the state of every job) per change."""
-        # Skipped here rather than sent as Last-Event-ID, which the gateway fails on.
-        for ev in self._stream(f"/api/workflows/{_wf(name)}/events"):
+        since = f"?since={int(last_event_id)}" if last_event_id else ""
+        for ev in self._stream(f"/api/workflows/{_wf(name)}/events{since}"):
             if ev is not sse.KEEPALIVE and not (
                     ev.id is not None and last_event_id is not None and ev.id <= last_event_id):
                 yield ev
