@@ -138,6 +138,9 @@ class BatchExecutor(RemoteExecutor):
         modes = {f"{rdir}/batch.sh": 0o755}
         return files, modes
 
+    def _report_cmd(self) -> str:
+        return ""  # the submit command prints the id
+
     def _launch_cmd(self, job: JobReady, rdir: str) -> str:
         return (f"{self._env_prefix(job)}touch submitting && "
                 f"{self.system.submit('batch.sh')} > submit.out 2>&1; rc=$?; cat submit.out; "

@@ -3,8 +3,10 @@ and one SSH session for every job that waited for that host, instead of several 
 
 Per job the script claims the run directory (``mkdir``; one that exists is taken, by a
 redelivered message or a retried batch, and is left alone), writes the job's files from
-base64 here-documents, and runs the executor's launch lines in a subshell. Each job's
-output is framed, so every job gets back what its own launch lines printed.
+base64 here-documents, and runs the executor's start lines in a subshell. Then, for the
+jobs that started, the report lines (e.g. wait for the pid file), so the jobs start
+together and the waits overlap. Each job's output is framed, so every job gets back
+what its own lines printed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -21,6 +24,7 @@ TAKEN = "@@TAKEN"
 NO_DIR = "@@NODIR"
 BATCH_BYTES = 4 << 20  # staged bytes per script; a bigger job goes alone
 _EOF = "@@JM_EOF"      # never inside base64 text
+_MARK = re.compile(r"\n@@([LR]) (\d+)\n")
 
 
 @dataclass
@@ -28,7 +32,8 @@ class Launch:
     rdir: str
     files: dict[str, bytes]     # absolute paths inside rdir
     modes: dict[str, int]
-    lines: str                  # shell lines run in rdir; print the native id
+    lines: str                  # shell lines run in rdir that start the job
+    report: str = ""            # run in rdir after every job started; print the native id
     done: asyncio.Future[Result | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -59,29 +64,37 @@ def _job(i: int, job: Launch) -> str:
     inner = "\n".join(body)
     return (f"printf '\\n@@L {i}\\n'\n"
             f"if mkdir -p {parent} && mkdir {r} 2>/dev/null; then\n( {inner}\n) 2>&1\n"
-            "printf '\\n@@S %s\\n' $?\n"
+            f"s=$?; printf '\\n@@S %s\\n' $s; [ $s = 0 ] && ok_{i}=1\n"
             f"elif [ -d {r} ]; then echo {TAKEN}\n"
             f"else echo {NO_DIR}; fi\n")
 
 
+def _report(i: int, job: Launch) -> str:
+    return (f"[ -n \"$ok_{i}\" ] && {{ printf '\\n@@R {i}\\n'; "
+            f"( cd {shlex.quote(job.rdir)} && {job.report} ) 2>&1; }}\n")
+
+
 def script(batch: list[Launch]) -> bytes:
-    return "".join(_job(i, job) for i, job in enumerate(batch)).encode()
+    return ("".join(_job(i, job) for i, job in enumerate(batch))
+            + "".join(_report(i, job) for i, job in enumerate(batch) if job.report)
+            ).encode()
 
 
 def parse(out: bytes, n: int) -> list[Result | None | Exception]:
     """Per job: what its launch lines printed and their status; None when its run
     directory was taken; an exception when it could not be staged or the script stopped
     before it."""
-    text = out.decode("utf-8", "replace")
+    parts = _MARK.split(out.decode("utf-8", "replace"))
+    started: dict[int, str] = {}
+    reported: dict[int, str] = {}
+    for kind, idx, body in zip(parts[1::3], parts[2::3], parts[3::3]):
+        (started if kind == "L" else reported)[int(idx)] = body
     results: list[Result | None | Exception] = []
     for i in range(n):
-        start = text.find(f"\n@@L {i}\n")
-        if start < 0:
+        if i not in started:
             results.append(ConnectionError("the launch script stopped before this job"))
             continue
-        start += len(f"\n@@L {i}\n")
-        end = text.find(f"\n@@L {i + 1}\n", start)
-        seg = text[start:] if end < 0 else text[start:end]
+        seg = started[i]
         if seg.strip() == TAKEN:
             results.append(None)
         elif seg.strip() == NO_DIR:
@@ -89,7 +102,8 @@ def parse(out: bytes, n: int) -> list[Result | None | Exception]:
         elif "\n@@S " in seg:
             body, _, status = seg.rpartition("\n@@S ")
             code = status.strip()
-            results.append(Result(int(code) if code.isdigit() else -1, body.encode(), b""))
+            results.append(Result(int(code) if code.isdigit() else -1,
+                                  (body + reported.get(i, "")).encode(), b""))
         else:
             results.append(ConnectionError("the launch script stopped during this job"))
     return results

@@ -176,7 +176,8 @@ class RemoteExecutor(Executor):
         await self._with_retries(t, lambda: self._prepare(t, root))
         rdir = rundir.run_dir(root, job)
         files, modes = self._files(job, rdir, root)
-        item = launch.Launch(rdir, files, modes, self._launch_cmd(job, rdir))
+        item = launch.Launch(rdir, files, modes, self._launch_cmd(job, rdir),
+                             self._report_cmd())
         self.launching.setdefault(t.name, []).append(item)
         if t.name not in self.launchers or self.launchers[t.name].done():
             self.launchers[t.name] = asyncio.create_task(self._launcher(t))
@@ -225,16 +226,19 @@ class RemoteExecutor(Executor):
         return files, {f"{rdir}/wrapper.sh": 0o755}
 
     def _launch_cmd(self, job: JobReady, rdir: str) -> str:
-        """Shell lines run in the staged run directory that start the job and print its
-        native id (here the wrapper's pid)."""
+        """Shell lines run in the staged run directory that start the job."""
         check = ""
         if job.spec.job_type in ("py", "ipynb"):
             py = f"{job.spec.venv}/bin/python" if job.spec.venv else str(
                 job.spec.extras.get("python") or "python3")
             check = (f"command -v {shlex.quote(py)} >/dev/null 2>&1 || "
-                     f"{{ echo 'MISSING {py}'; exit 0; }}; ")
-        return (f"{check}(setsid /bin/sh ./wrapper.sh </dev/null >/dev/null 2>&1 &) "
-                "&& i=0; while [ ! -s pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); "
+                     f"{{ echo 'MISSING {py}'; exit 90; }}; ")
+        return f"{check}(setsid /bin/sh ./wrapper.sh </dev/null >/dev/null 2>&1 &)"
+
+    def _report_cmd(self) -> str:
+        """Shell lines run once every job of a batch started: print the native id (here
+        the wrapper's pid, which it writes as it starts)."""
+        return ("i=0; while [ ! -s pid ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); "
                 "done; cat pid 2>/dev/null")
 
     async def _launcher(self, t: Transport) -> None:
@@ -271,11 +275,11 @@ class RemoteExecutor(Executor):
     async def _launched(self, t: Transport, job: JobReady, rdir: str, res: Result) -> str:
         """The native id from what the launch lines printed; InvalidJobError if refused."""
         out = res.stdout.decode(errors="replace").strip()
-        if res.status != 0:
-            raise InvalidJobError(f"cannot stage or launch the job on {t.name}: {out[-500:]}")
         if out.startswith("MISSING"):
             raise InvalidJobError(f"{out[8:]} is not installed on {t.name}; install it or set "
                                   "venv:/python: for this job")
+        if res.status != 0:
+            raise InvalidJobError(f"cannot stage or launch the job on {t.name}: {out[-500:]}")
         return out or "?"
 
     async def attach(self, job: JobReady, native_id: str) -> None:
