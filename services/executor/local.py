@@ -136,8 +136,8 @@ class LocalExecutor(Executor):
                                        run_dir=str(rdir), time=time.time()))
             await self._finish(t)
             return "-"
-        env = {**os.environ, "JOBMESH_STAGE_JOB": files["job.json"],
-               "JOBMESH_STAGE_WRAPPER": files["wrapper.sh"]} if inline else None
+        env = {**os.environb, b"JOBMESH_STAGE_JOB": files["job.json"].encode(),
+               b"JOBMESH_STAGE_WRAPPER": files["wrapper.sh"].encode()} if inline else None
         try:
             # $0 names the wrapper file, so the command line holds the run directory
             # (_alive checks it) and ps shows which job this is.
