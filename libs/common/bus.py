@@ -372,8 +372,7 @@ class LogFollower:
                 self.bad += 1
                 item = None
             self.queue.append((meta.sequence.stream, item, meta.num_pending))
-            if self._waiter is not None and not self._waiter.done():
-                self._waiter.set_result(None)
+            self.wake()
 
         # An ordered consumer is one in-memory replica on one server. If that server goes
         # away, the client notices through missed idle heartbeats (two in a row) and
@@ -406,6 +405,11 @@ class LogFollower:
             if item is not None:
                 out.append((seq, item))
         return out
+
+    def wake(self) -> None:
+        """End a waiting ``get`` now (it returns what is queued, maybe nothing)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def stop(self) -> None:
         if self.sub is not None:

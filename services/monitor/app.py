@@ -46,14 +46,12 @@ class MonitorService:
         await follower.start()
         graph_task = asyncio.create_task(self._graph_loop(stop))
         stopper = asyncio.create_task(stop.wait())
+        stopper.add_done_callback(lambda _: follower.wake())  # a stop ends a waiting get
         try:
             while not stop.is_set():
-                getter = asyncio.create_task(follower.get(1.0))
-                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                batch = await follower.get(1.0)
                 if stop.is_set():
-                    getter.cancel()
                     break
-                batch = getter.result()
                 for seq, msg in batch:
                     self.events += 1
                     wf = self.fold.apply(seq, msg)

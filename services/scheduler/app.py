@@ -41,16 +41,15 @@ class SchedulerService:
         follower = bus.LogFollower(js)
         await follower.start()
         stopper = asyncio.create_task(stop.wait())
+        stopper.add_done_callback(lambda _: follower.wake())  # a stop ends a waiting get
         try:
             while not stop.is_set():
                 wake = self.core.next_wakeup()
                 timeout = 1.0 if wake is None else max(0.0, min(1.0, wake - time.time()))
-                getter = asyncio.create_task(follower.get(timeout))
-                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                batch = await follower.get(timeout)
                 if stop.is_set():
-                    getter.cancel()
                     break
-                for _seq, msg in getter.result():
+                for _seq, msg in batch:
                     self.core.apply(msg)
                 if not follower.caught_up:
                     continue
