@@ -23,6 +23,7 @@ from .transport import Result
 TAKEN = "@@TAKEN"
 NO_DIR = "@@NODIR"
 BATCH_BYTES = 4 << 20  # staged bytes per script; a bigger job goes alone
+BATCH_JOBS = 200       # jobs per script (its mkdir -p lists every job's parent)
 _EOF = "@@JM_EOF"      # never inside base64 text
 _MARK = re.compile(r"\n@@([LR]) (\d+)\n")
 
@@ -42,29 +43,43 @@ class Launch:
         return sum(len(d) for d in self.files.values())
 
 
+def _write(path: str, data: bytes) -> tuple[str, str]:
+    """A shell command writing data to path: printf (a builtin, no process) for text,
+    a base64 here-document for anything else."""
+    q = shlex.quote(path)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" not in text:
+        return f"printf '%s' {shlex.quote(text)} > {q}", ""
+    return f"base64 -d > {q} <<'{_EOF}'", f"{base64.encodebytes(data).decode()}{_EOF}"
+
+
+def _chain(steps: list[tuple[str, str]]) -> str:
+    """Commands joined by &&; a here-document's body (the second item) goes on the lines
+    after its command."""
+    out = []
+    for n, (cmd, body) in enumerate(steps):
+        out.append(cmd + (" &&" if n < len(steps) - 1 else "") + ("\n" + body if body else ""))
+    return "\n".join(out)
+
+
 def _job(i: int, job: Launch) -> str:
     r = shlex.quote(job.rdir)
-    parent = shlex.quote(posixpath.dirname(job.rdir))
-    body = [f"cd {r} || exit 1"]
-    rels = {}
     for path in job.files:
         if not path.startswith(job.rdir + "/"):
             raise ValueError(f"{path} is outside the run directory {job.rdir}")
-        rels[path] = path[len(job.rdir) + 1:]
-    dirs = sorted({posixpath.dirname(rel) for rel in rels.values()} - {""})
-    if dirs:
-        body.append("mkdir -p " + " ".join(shlex.quote(d) for d in dirs) + " || exit 1")
-    for path, data in job.files.items():
-        rel = shlex.quote(rels[path])
-        body.append(f"base64 -d > {rel} <<'{_EOF}' || exit 1\n"
-                    f"{base64.encodebytes(data).decode()}{_EOF}")
-        if path in job.modes:
-            body.append(f"chmod {job.modes[path]:o} {rel} || exit 1")
-    body.append(job.lines)
-    inner = "\n".join(body)
+    dirs = sorted({posixpath.dirname(p) for p in job.files} - {job.rdir})
+    steps = [("mkdir -p " + " ".join(shlex.quote(d) for d in dirs), "")] if dirs else []
+    steps += [_write(path, data) for path, data in job.files.items()]
+    for mode in sorted(set(job.modes.values())):
+        steps.append((f"chmod {mode:o} " + " ".join(
+            shlex.quote(p) for p, m in job.modes.items() if m == mode), ""))
+    stage = _chain(steps) or "true"
     return (f"printf '\\n@@L {i}\\n'\n"
-            f"if mkdir -p {parent} && mkdir {r} 2>/dev/null; then\n( {inner}\n) 2>&1\n"
-            f"s=$?; printf '\\n@@S %s\\n' $s; [ $s = 0 ] && ok_{i}=1\n"
+            f"if mkdir {r} 2>/dev/null; then\n{{ {stage}\n}} 2>&1 && ( cd {r} && {job.lines}\n"
+            f") 2>&1\ns=$?; printf '\\n@@S %s\\n' $s; [ $s = 0 ] && ok_{i}=1\n"
             f"elif [ -d {r} ]; then echo {TAKEN}\n"
             f"else echo {NO_DIR}; fi\n")
 
@@ -75,7 +90,9 @@ def _report(i: int, job: Launch) -> str:
 
 
 def script(batch: list[Launch]) -> bytes:
-    return ("".join(_job(i, job) for i, job in enumerate(batch))
+    parents = sorted({posixpath.dirname(job.rdir) for job in batch})
+    return ("mkdir -p " + " ".join(shlex.quote(p) for p in parents) + " 2>/dev/null\n"
+            + "".join(_job(i, job) for i, job in enumerate(batch))
             + "".join(_report(i, job) for i, job in enumerate(batch) if job.report)
             ).encode()
 

@@ -247,7 +247,8 @@ class RemoteExecutor(Executor):
         while waiting:
             batch = [waiting.pop(0)]
             size = batch[0].size
-            while waiting and size + waiting[0].size <= launch.BATCH_BYTES:
+            while waiting and size + waiting[0].size <= launch.BATCH_BYTES \
+                    and len(batch) < launch.BATCH_JOBS:
                 size += waiting[0].size
                 batch.append(waiting.pop(0))
             try:

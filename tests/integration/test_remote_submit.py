@@ -122,3 +122,37 @@ def test_concurrent_submissions_to_one_host_share_a_few_scripts(tmp_path: Path) 
     for i in range(30):
         log = tmp_path / "runs" / "w" / jobs[i].run / f"j{i}" / "1" / "job.log"
         assert log.read_text() == f"job {i}\n"
+
+
+def test_a_launch_script_stages_any_bytes_and_frames_each_job(tmp_path: Path) -> None:
+    import subprocess
+
+    from jobmesh.executor import launch
+
+    text = b"it's \\n $HOME `x` %s \"q\"\nline2\n"
+    binary = bytes(range(256))
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+
+    async def build() -> bytes:
+        def item(rdir: Path, lines: str) -> launch.Launch:
+            return launch.Launch(str(rdir), {f"{rdir}/a.txt": text,
+                                             f"{rdir}/sub/b.bin": binary},
+                                 {f"{rdir}/a.txt": 0o750}, lines, "echo native-42")
+        taken = tmp_path / "taken"
+        taken.mkdir()
+        return launch.script([item(tmp_path / "r1", "cat a.txt"), item(taken, "true"),
+                              item(blocked / "r3", "true"), item(tmp_path / "r4", "exit 5")])
+
+    script = asyncio.run(build())
+    out = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, timeout=30)
+    first, taken, nodir, failed = launch.parse(out.stdout, 4)
+    assert isinstance(first, Result) and first.status == 0
+    assert first.stdout == text + b"native-42\n"
+    assert (tmp_path / "r1" / "sub" / "b.bin").read_bytes() == binary
+    assert oct((tmp_path / "r1" / "a.txt").stat().st_mode & 0o777) == "0o750"
+    assert taken is None and not (tmp_path / "taken" / "a.txt").exists()
+    assert isinstance(nodir, PermissionError)
+    assert isinstance(failed, Result) and failed.status == 5
+    assert launch.parse(out.stdout[: out.stdout.index(b"@@L 2")], 4)[3].__class__ is \
+        ConnectionError  # a script cut short says so for the jobs it did not reach
