@@ -1,6 +1,7 @@
 """jobmesh overhead benchmark: `jobmesh run` against a plain-subprocess floor runner.
 
-Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--only W1,W2] [--keep]
+Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--only W1,W2]
+                                     [--settle S] [--keep]
 Every job is `true`, so all measured time is orchestration and process-spawn overhead.
 """
 from __future__ import annotations
@@ -146,6 +147,26 @@ def kill_tree(proc):
         time.sleep(2)
 
 
+def cpu_idle(seconds=1.0):
+    """The share of CPU time the whole machine spent idle over the next ``seconds``."""
+    def sample():
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return f[3] + f[4], sum(f)
+    (i0, t0), _ = sample(), time.sleep(seconds)
+    i1, t1 = sample()
+    return (i1 - i0) / max(1, t1 - t0)
+
+
+def settle(max_wait, idle=0.85):
+    """Wait (up to max_wait s) for a second in which the machine is at least ``idle``
+    idle, so other sessions' bursts do not land in the measurement; returns the idle
+    share seen last."""
+    end, seen = time.monotonic() + max_wait, cpu_idle()
+    while seen < idle and time.monotonic() < end:
+        seen = cpu_idle()
+    return seen
+
+
 def ts(s):
     return datetime.fromisoformat(s).timestamp()
 
@@ -265,6 +286,9 @@ def main():
                     "1000; 0 skips it)")
     ap.add_argument("--keep", action="store_true", help="keep each run's JOBMESH_HOME")
     ap.add_argument("--only", help="comma-separated workload ids to run, e.g. W1,W2")
+    ap.add_argument("--settle", type=float, default=0, metavar="S",
+                    help="before each measurement wait up to S s for a mostly idle machine "
+                    "(a shared machine's bursts otherwise dominate; idle share recorded)")
     args = ap.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     big_n = args.big if args.big is not None else (1000 if args.quick else 5000)
@@ -284,8 +308,10 @@ def main():
         path, floor, jm = write_yaml(name, parents, tmp), [], []
         try:
             for i in range(repeat):
+                idle = settle(args.settle) if args.settle else None
                 floor.append(run_floor(parents, n))
                 jm.append(retry_once(run_jobmesh, path, name, n, 120 + 2 * len(parents), args.keep))
+                jm[-1]["idle_before"] = idle
                 console.print(f"  {label} #{i + 1}: floor {floor[-1]:.2f}s, jobmesh wall "
                               f"{jm[-1]['wall']:.2f}s, workflow {jm[-1]['workflow']:.2f}s, "
                               f"ratio {jm[-1]['workflow'] / floor[-1]:.1f}x, "
@@ -299,6 +325,8 @@ def main():
     if big_n > 0:
         console.print(f"big fan-out: start -> {big_n} -> end (once, sampling RSS every 50 ms)")
         path = write_yaml("big", fanout(big_n), tmp)
+        if args.settle:
+            settle(args.settle)
         try:
             big = retry_once(run_jobmesh, path, "big", n, 600 + big_n, args.keep, memory=True)
             big.update(completed=True, floor_s=run_floor(fanout(big_n), n))
@@ -316,7 +344,7 @@ def main():
                          capture_output=True, text=True)
     out = {"date": datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
            "cpus": n, "load_avg": os.getloadavg(), "python": platform.python_version(),
-           "commit": git.stdout.strip(), "quick": args.quick,
+           "commit": git.stdout.strip(), "quick": args.quick, "settle": args.settle,
            "repeat": repeat, "workloads": rows, "big_fanout": big, "errors": errors, "markdown": md}
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
