@@ -94,6 +94,10 @@ MaxSessions {max_sessions}
 MaxStartups 100:30:200
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
+# bash sources ~/.bashrc for every command sshd runs (it sees SSH_CLIENT at SHLVL 0).
+# This machine's root .bashrc runs 'pyenv init', whose background rehashes pile up under
+# hundreds of sessions; SHLVL=1 keeps the test hosts' commands free of it.
+SetEnv SHLVL=1
 """)
         return conf
 
