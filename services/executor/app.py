@@ -16,8 +16,6 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
 from jobmesh.common import bus, subjects
 from jobmesh.common.messages import (
     CancelJob,
@@ -29,6 +27,7 @@ from jobmesh.common.messages import (
 )
 from jobmesh.common.names import check_pool
 from jobmesh.common.settings import Settings
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from .base import Executor, InvalidJobError, SubmitError
 from .local import LocalExecutor
@@ -38,6 +37,7 @@ from .transport import LocalTransport, Transport
 log = logging.getLogger("jobmesh.executor")
 HEARTBEAT = 5.0
 ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
+DELETE_EVERY = 0.2  # seconds: finished jobs' registry entries are removed in batches
 KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
 
 
@@ -115,6 +115,7 @@ class ExecutorService:
         self.batch = batch
         self.jobs: dict[tuple[str, str, str, int], JobReady] = {}
         self.started: dict[tuple[str, str, str, int], asyncio.Future[int]] = {}  # in flight
+        self.deletes: list[str] = []  # registry keys of finished jobs, removed in batches
         self.tombstones: OrderedDict[tuple[str, str, str, int], str] = OrderedDict()
         self.executor: Executor | None = None
         self.take_work = take_work  # False: only re-attach and report (jobmesh status)
@@ -153,6 +154,7 @@ class ExecutorService:
         if not self.take_work:
             await stop.wait()
             await self.executor.close()
+            await self._flush_deletes()
             return
         cancel_sub = await nc.subscribe(subjects.cancel(self.pool), cb=self._on_cancel)
         psub = await js.pull_subscribe(
@@ -207,6 +209,7 @@ class ExecutorService:
             beat.cancel()
             await cancel_sub.unsubscribe()
             await self.executor.close()
+            await self._flush_deletes()
             if self._nc is None:
                 await bus.close(nc)
 
@@ -255,11 +258,20 @@ class ExecutorService:
         key = _key(job.workflow, job.run, job.job, job.attempt)
         self.jobs.pop(key, None)
         self.started.pop(key, None)
-        # A KV delete marker, published without waiting for its ack: a lost one leaves a
-        # stale entry, which is harmless (attach finds the exit file and reports again).
+        self.deletes.append(self._kv_key(job))
+        if len(self.deletes) == 1:
+            asyncio.get_running_loop().call_later(
+                DELETE_EVERY, lambda: asyncio.ensure_future(self._flush_deletes()))
+
+    async def _flush_deletes(self) -> None:
+        """Remove finished jobs' registry entries: KV delete markers, gathered into one
+        socket write and published without waiting for acks. A lost one leaves a stale
+        entry, which is harmless (attach finds the exit file and reports again)."""
+        keys, self.deletes = self.deletes, []
         try:
-            await self.nc.publish(f"$KV.{subjects.KV_EXECUTIONS}.{self._kv_key(job)}",
-                                  headers={"KV-Operation": "DEL"})
+            for k in keys:
+                await self.nc.publish(f"$KV.{subjects.KV_EXECUTIONS}.{k}",
+                                      headers={"KV-Operation": "DEL"})
         except Exception as exc:
             log.debug("registry delete failed: %s", exc)
 
