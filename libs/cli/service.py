@@ -56,6 +56,20 @@ def up(home: Path, host: str, port: int, token: str | None, timeout: float = 60)
                        f"{home / 'service.log'}")
 
 
+def _alive(pid: int) -> bool:
+    """Is the process running? A zombie (exited, waiting for init to reap it, which can
+    take seconds in containers) counts as stopped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): kill -0 said it exists
+        return True
+
+
 def down(home: Path, timeout: float = 60) -> bool:
     """Stop the background stack. Returns False when none was running."""
     info = service_info(home)
@@ -65,9 +79,7 @@ def down(home: Path, timeout: float = 60) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             break
         try:  # reap it if it is our child (it is not, normally)
             os.waitpid(pid, os.WNOHANG)

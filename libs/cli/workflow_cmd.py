@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 import yaml
-from jobmesh.client import ApiError, Client
 from jobmesh.common.messages import EVENT_STATE, JobStatus, WorkflowSnapshot
 from jobmesh.common.states import should_apply
 from rich.console import Console
@@ -28,6 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from . import view
+
+if TYPE_CHECKING:  # the client (httpx) is imported when a command needs it
+    from jobmesh.client import Client
 
 workflow_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                            help="Workflows on a running stack ('jobmesh up'), over its API.")
@@ -64,6 +66,8 @@ def fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def client(url: str | None, token: str | None) -> Iterator[Client]:
     """A Client whose errors become ``error: <detail>`` and the exit code."""
+    from jobmesh.client import ApiError, Client
+
     try:
         with Client(url, token) as c:
             yield c
