@@ -40,7 +40,8 @@ SESSION = re.compile(rb"Starting session: (\S+)")
 SPAN = re.compile(rb"(Starting|Close) session: .* port (\d+ id \d+)")
 STALL = 30.0  # seconds without a status call that mean the Slurm poller is gone
 SHIM = r"""#!/bin/sh
-k=other; tr '\0' ' ' < /proc/$PPID/cmdline 2>/dev/null | grep -q '@@STATUS' && k=probe
+k=other  # a probe is one `sh -s` reading its script on stdin; its pid names the poll
+case "$(tr '\0' ' ' < /proc/$PPID/cmdline 2>/dev/null)" in *"sh -s"*) k=probe;; esac
 echo "$(date +%s.%N) {name} $PPID $k" >> "$JM_CALLS"
 exec /usr/bin/{name} "$@"
 """
