@@ -157,13 +157,13 @@ def cpu_idle(seconds=1.0):
     return (i1 - i0) / max(1, t1 - t0)
 
 
-def settle(max_wait, idle=0.85):
-    """Wait (up to max_wait s) for a second in which the machine is at least ``idle``
+def settle(max_wait, idle=0.9):
+    """Wait (up to max_wait s) for two seconds in which the machine is at least ``idle``
     idle, so other sessions' bursts do not land in the measurement; returns the idle
     share seen last."""
-    end, seen = time.monotonic() + max_wait, cpu_idle()
+    end, seen = time.monotonic() + max_wait, cpu_idle(2.0)
     while seen < idle and time.monotonic() < end:
-        seen = cpu_idle()
+        seen = cpu_idle(2.0)
     return seen
 
 
