@@ -123,8 +123,8 @@ class ExecutorService:
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, f"jobmesh-executor-{self.pool}")
-        self.nc, js = nc, nc.jetstream()
-        self.js = js
+        self.nc = nc
+        js = self.js = nc.jetstream()
         await bus.ensure(js, self.settings.replicas)
         self.kv = await js.key_value(subjects.KV_EXECUTIONS)
 

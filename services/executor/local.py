@@ -44,7 +44,7 @@ MAX_STEPS = 20        # progress lines published one by one per tick; beyond, th
 BOOT = ('printf %s "$JOBMESH_STAGE_JOB" > job.json && '
         'printf %s "$JOBMESH_STAGE_WRAPPER" > wrapper.sh && '
         'unset JOBMESH_STAGE_JOB JOBMESH_STAGE_WRAPPER && . "$0"')
-INLINE_MAX = 64 * 1024  # bigger files are written here (an environment string: < 128 KiB)
+INLINE_MAX = 100_000  # bytes; bigger files are written here (one environment string < 128 KiB)
 
 
 @dataclass
@@ -114,13 +114,13 @@ class LocalExecutor(Executor):
         except OSError as exc:
             raise SubmitError(f"cannot create run directory {rdir}: {exc}") from exc
         try:
-            files = self._stage(job, rdir)
+            files = {name: text.encode() for name, text in self._stage(job, rdir).items()}
             # The wrapper's shell writes job.json and wrapper.sh itself (see BOOT): creating
             # files costs more than the fork, and so it stays off the event loop.
-            inline = job.spec.job_type != "noop" and sum(map(len, files.values())) <= INLINE_MAX
+            inline = job.spec.job_type != "noop" and max(map(len, files.values())) <= INLINE_MAX
             if not inline:
-                for name, text in files.items():
-                    (rdir / name).write_text(text)
+                for name, data in files.items():
+                    (rdir / name).write_bytes(data)
         except InvalidJobError:
             raise
         except OSError as exc:
@@ -136,8 +136,8 @@ class LocalExecutor(Executor):
                                        run_dir=str(rdir), time=time.time()))
             await self._finish(t)
             return "-"
-        env = {**os.environb, b"JOBMESH_STAGE_JOB": files["job.json"].encode(),
-               b"JOBMESH_STAGE_WRAPPER": files["wrapper.sh"].encode()} if inline else None
+        env = {**os.environb, b"JOBMESH_STAGE_JOB": files["job.json"],
+               b"JOBMESH_STAGE_WRAPPER": files["wrapper.sh"]} if inline else None
         try:
             # $0 names the wrapper file, so the command line holds the run directory
             # (_alive checks it) and ps shows which job this is.

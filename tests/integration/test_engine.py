@@ -234,3 +234,24 @@ def test_paper_example_succeeds_with_done_colours(home: Path) -> None:
     assert "progress=100" in svg and "total=" in svg
     graph = cli(home, "graph", "paper", "-o", str(home / "out.svg"))
     assert graph.returncode == 0 and (home / "out.svg").read_text().count("#CCFFCC") >= 5
+
+
+def test_run_directory_files_small_and_large_jobs(tmp_path: Path, home: Path) -> None:
+    """The wrapper's shell writes job.json and wrapper.sh for ordinary jobs; a job too
+    big for the environment gets them from the executor. Either way the run directory
+    holds them, the wrapper's pid, and the job sees none of the staging variables."""
+    check = 'env | grep -c JOBMESH_STAGE || true; printf "%s" "${#B1}"'
+    big = {f"B{i}": "x" * 40_000 for i in range(1, 4)}  # wrapper.sh > 100 kB
+    wf = write_workflow(tmp_path, "rundirs", {
+        "small": {"exec": check},
+        "large": {"exec": check, "env": big},
+    }, ["small,large"])
+    res = cli(home, "run", str(wf))
+    assert res.returncode == 0, res.stderr
+    jobs = status(home, "rundirs")["jobs"]
+    for name, size in (("small", "0"), ("large", "40000")):
+        rdir = Path(jobs[name]["run_dir"])
+        assert (rdir / "job.log").read_text() == f"0\n{size}"
+        assert json.loads((rdir / "job.json").read_text())["job"] == name
+        assert (rdir / "wrapper.sh").read_text().startswith("#!/bin/sh")
+        assert (rdir / "pid").read_text().strip() == jobs[name]["native_id"]
