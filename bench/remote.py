@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from jobmesh.common.settings import Settings  # noqa: E402
-from jobmesh.executor.remote import _probe_one  # noqa: E402
+from jobmesh.executor.probe import probe_one  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -202,7 +202,7 @@ def queue_run(slurm: Slurm, tmp: Path, n: int, shims: Path) -> dict:
             depth[:] = [max(depth[0], len(q.stdout.split())), time.time()]
         if time.time() - max(calls.stat().st_mtime, t0 + 30) > STALL:
             dirs = sorted((tmp / "slurm-runs" / f"slurm{n}").glob("*/*/1"))
-            size = sum(len(_probe_one(i, SimpleNamespace(rdir=str(d), offset=0))) + 1
+            size = sum(len(probe_one(i, SimpleNamespace(rdir=str(d), offset=0))) + 1
                        for i, d in enumerate(dirs))  # the probe jobmesh would send now
             raise RuntimeError(f"jobmesh stalled: no squeue call for {STALL:.0f} s ({STALL / 5:.0f}"
                                f"x the 5 s poll cap); its probe script for {len(dirs)} jobs is "

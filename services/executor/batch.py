@@ -23,7 +23,8 @@ from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobSkipp
 
 from . import rundir
 from .base import InvalidJobError
-from .remote import RemoteExecutor, RJob, _ids, probe_script
+from .probe import parse, probe_script
+from .remote import RemoteExecutor, RJob, _ids
 from .transport import HostRefused, HostUnreachable, Result, Transport
 
 log = logging.getLogger("jobmesh.executor.batch")
@@ -230,9 +231,7 @@ class BatchExecutor(RemoteExecutor):
                 await self._outage(t, mine, True)
                 return False
             await self._outage(t, mine, False)
-        from .remote import _parse
-
-        fields = _parse(rest.encode())
+        fields = parse(rest.encode())
         changed = False
         vanished: list[RJob] = []
         for i, rj in enumerate(mine):
