@@ -126,7 +126,8 @@ class ExecutorService:
         self.nc = nc
         js = self.js = nc.jetstream()
         await bus.ensure(js, self.settings.replicas)
-        self.kv = await js.key_value(subjects.KV_EXECUTIONS)
+        self.kv = await bus.retrying(lambda: js.key_value(subjects.KV_EXECUTIONS),
+                                     "open the executions registry")
 
         async def emit(event: Any) -> None:
             key = _key(event.workflow, event.run, event.job, event.attempt)
@@ -157,12 +158,12 @@ class ExecutorService:
             await self._flush_deletes()
             return
         cancel_sub = await nc.subscribe(subjects.cancel(self.pool), cb=self._on_cancel)
-        psub = await js.pull_subscribe(
+        psub = await bus.retrying(lambda: js.pull_subscribe(
             subjects.jobs(self.pool), durable=subjects.pool_consumer(self.pool),
             stream=subjects.STREAM_JOBS,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT,
                                   max_ack_pending=20000, deliver_policy=DeliverPolicy.ALL,
-                                  max_deliver=-1))
+                                  max_deliver=-1)), "subscribe to the job queue")
         beat = asyncio.create_task(self._heartbeat(nc, stop))
         try:
             slots = asyncio.Semaphore(self.batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ TOOLS = os.path.dirname(sys.executable)  # where the jobmesh command is, for job
 MAX_STEPS = 20        # progress lines published one by one per tick; beyond, the last
 # The wrapper's shell first writes the run directory's job.json and wrapper.sh from its
 # environment, then runs the wrapper in the same process ("." keeps its pid).
+log = logging.getLogger("jobmesh.executor.local")
 BOOT = ('printf %s "$JOBMESH_STAGE_JOB" > job.json && '
         'printf %s "$JOBMESH_STAGE_WRAPPER" > wrapper.sh && '
         'unset JOBMESH_STAGE_JOB JOBMESH_STAGE_WRAPPER && . "$0"')
@@ -346,6 +348,9 @@ class LocalExecutor(Executor):
         elif reason is not None:
             event = JobCanceled(**ids, exit_code=code, reason=reason or "canceled", time=now)
         elif code is None:
+            log.warning("%s/%s attempt %s: no exit file in %s (pid %s, own child %s, alive %s)",
+                        t.job.workflow, t.job.job, t.job.attempt, t.dir, t.pid,
+                        t.proc is not None, bool(t.pid and _alive(t.pid, t.dir)))
             event = JobFailed(**ids, reason="the job's process was killed before it could "
                               "record an exit code", progress=s.progress, msg=s.msg, time=now)
         elif code != 0:

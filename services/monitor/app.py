@@ -39,9 +39,10 @@ class MonitorService:
         nc = self._nc or await bus.connect(self.settings, "jobmesh-monitor")
         js = nc.jetstream()
         await bus.ensure(js, self.settings.replicas)
-        self.kv = await js.key_value(subjects.KV_WORKFLOWS)
-        self.specs = await js.key_value(subjects.KV_SPECS)
-        self.obj = await js.object_store(subjects.OBJ_GRAPHS)
+        self.kv = await bus.retrying(lambda: js.key_value(subjects.KV_WORKFLOWS), "open KV")
+        self.specs = await bus.retrying(lambda: js.key_value(subjects.KV_SPECS), "open KV")
+        self.obj = await bus.retrying(lambda: js.object_store(subjects.OBJ_GRAPHS),
+                                      "open the graph store")
         follower = bus.LogFollower(js)
         await follower.start()
         graph_task = asyncio.create_task(self._graph_loop(stop))
