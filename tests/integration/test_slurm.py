@@ -43,6 +43,16 @@ def node(tmp_path: Path, **attrs: object) -> dict[str, object]:
     return {"kind": "slurm", "workdir": str(tmp_path / "slurm-runs"), **attrs}
 
 
+def start_slurm_stack(services, slurm: slurmcluster.Slurm) -> None:
+    os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]  # the executor process inherits it
+    try:
+        services.start("scheduler")
+        services.start("monitor")
+        services.start("executor:slurm", "--kind", "slurm")
+    finally:
+        del os.environ["SLURM_CONF"]
+
+
 def test_local_slurm_slurm_local_succeeds_with_job_ids(slurm, tmp_path: Path,
                                                        home: Path) -> None:
     script = ("#!/bin/bash\n#SBATCH --ntasks=1\n#SBATCH --comment=from-the-script\n"
@@ -88,14 +98,7 @@ def test_failing_slurm_job_fails_workflow_and_skips(slurm, tmp_path: Path, home:
 def test_cancel_scancels_and_slurm_shows_cancelled(slurm, tmp_path: Path, home: Path, bus,
                                                    services) -> None:
     wf = write_workflow(tmp_path, "hpccancel", {"long": node(tmp_path, exec="sleep 300")}, [])
-    env = slurm.env
-    os.environ["SLURM_CONF"] = env["SLURM_CONF"]  # the executor process inherits it
-    try:
-        services.start("scheduler")
-        services.start("monitor")
-        services.start("executor:slurm", "--kind", "slurm")
-    finally:
-        del os.environ["SLURM_CONF"]
+    start_slurm_stack(services, slurm)
     run_id, _ = bus.submit(wf)
     snap = bus.wait("hpccancel", lambda s: s.jobs["long"].state.value == "RUNNING", 60,
                     "the Slurm job to run")
@@ -141,13 +144,7 @@ def test_slurmctld_outage_backs_off_and_recovers(slurm, tmp_path: Path, home: Pa
     gate = tmp_path / "go"
     wf = write_workflow(tmp_path, "hpcoutage", {"job": node(
         tmp_path, exec=f"while [ ! -e {gate} ]; do sleep 0.1; done; echo survived")}, [])
-    os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]
-    try:
-        services.start("scheduler")
-        services.start("monitor")
-        services.start("executor:slurm", "--kind", "slurm")
-    finally:
-        del os.environ["SLURM_CONF"]
+    start_slurm_stack(services, slurm)
     bus.submit(wf)
     bus.wait("hpcoutage", lambda s: s.jobs["job"].state.value == "RUNNING", 60, "the job")
     slurm.stop_daemon("slurmctld")
@@ -162,16 +159,6 @@ def test_slurmctld_outage_backs_off_and_recovers(slurm, tmp_path: Path, home: Pa
     assert snap.state.value == "SUCCEEDED"
     assert "back" in (snap.jobs["job"].msg or "")
     assert Path(snap.jobs["job"].run_dir, "job.log").read_text().endswith("survived\n")
-
-
-def start_slurm_stack(services, slurm: slurmcluster.Slurm) -> None:
-    os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]  # the executor process inherits it
-    try:
-        services.start("scheduler")
-        services.start("monitor")
-        services.start("executor:slurm", "--kind", "slurm")
-    finally:
-        del os.environ["SLURM_CONF"]
 
 
 def test_native_dependencies_queue_the_chain_in_slurm(slurm, tmp_path: Path, home: Path, bus,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from jobmesh.common.messages import JobFailed, JobQueued, JobReadied, JobStarted, JobSucceeded
+from jobmesh.common.messages import JobFailed, JobQueued, JobStarted, JobSucceeded
 from jobmesh.common.states import JobState
-from jobmesh.scheduler.core import CancelRunning, MarkJob, ReleaseJob
+from jobmesh.scheduler.core import CancelRunning, ReleaseJob
 
 from ._build import workflow
-from .test_scheduler_core import MARK_EVENT, Sim
+from .test_scheduler_core import Sim
 
 pytestmark = pytest.mark.unit
 
@@ -18,17 +18,6 @@ SLURM = {"kind": "slurm", "exec": "true", "slurm_dependencies": True}
 
 
 class NativeSim(Sim):
-    def step(self, now: float = 1.0) -> list[Any]:
-        out = self.core.decide(now)
-        for i in out:
-            common = {"workflow": i.workflow, "run": i.run, "job": i.job,
-                      "attempt": i.attempt, "time": now}
-            if isinstance(i, ReleaseJob):
-                self.feed(JobReadied(pool=i.pool, native_deps=list(i.native_deps), **common))
-            elif isinstance(i, MarkJob):
-                self.feed(MARK_EVENT[i.state](reason=i.reason, **common))
-        return out
-
     def queued(self, job: str, native_id: str, attempt: int = 1) -> None:
         self.ev(JobQueued, job, attempt, native_id=native_id, reason="Priority")
 

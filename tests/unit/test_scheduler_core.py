@@ -68,7 +68,7 @@ class Sim:
             common = {"workflow": i.workflow, "run": i.run, "job": i.job,
                       "attempt": i.attempt, "time": now}
             if isinstance(i, ReleaseJob):
-                self.feed(JobReadied(pool=i.pool, **common))
+                self.feed(JobReadied(pool=i.pool, native_deps=list(i.native_deps), **common))
             elif isinstance(i, MarkJob):
                 extra = {"not_before": i.not_before} if i.state is JobState.PENDING else {}
                 self.feed(MARK_EVENT[i.state](reason=i.reason, **common, **extra))
