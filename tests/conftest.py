@@ -143,6 +143,27 @@ def run_async(coro: Any) -> Any:
     return box.get("value")
 
 
+async def read_log(js: Any, wf: str, job: str | None = None, timeout: float = 2
+                   ) -> list[tuple[int, Any]]:
+    """(stream sequence, message) of every EVENTS log entry for a workflow (or one job),
+    in order: what the services and the gateway read."""
+    from jobmesh.common import bus, subjects
+
+    subject = subjects.events(wf, job) if job else subjects.workflow_events(wf)
+    sub = await js.subscribe(subject, stream=subjects.STREAM_EVENTS, ordered_consumer=True)
+    out = []
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=timeout)
+        except asyncio.TimeoutError:
+            break
+        out.append((msg.metadata.sequence.stream, bus.decode_log(msg.data)))
+        if msg.metadata.num_pending == 0:
+            break
+    await bus.drop(js, sub)
+    return out
+
+
 class Bus:
     """Synchronous access to the bus for tests: each call opens its own connection."""
 
@@ -185,25 +206,7 @@ class Bus:
 
     def events(self, wf: str, job: str | None = None) -> list[Any]:
         """Every message of the EVENTS log for a workflow (or one job), in order."""
-        from jobmesh.common import bus, subjects
-
-        async def go(js: Any) -> list[Any]:
-            subject = subjects.events(wf, job) if job else subjects.workflow_events(wf)
-            sub = await js.subscribe(subject, stream=subjects.STREAM_EVENTS,
-                                     ordered_consumer=True)
-            out = []
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=1)
-                except asyncio.TimeoutError:
-                    break
-                out.append(bus.decode_log(msg.data))
-                if msg.metadata.num_pending == 0:
-                    break
-            await bus.drop(js, sub)
-            return out
-
-        return self.call(go)
+        return [ev for _, ev in self.call(lambda js: read_log(js, wf, job, timeout=1))]
 
 
 @pytest.fixture

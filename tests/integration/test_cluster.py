@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Services, run_async, write_workflow
+from tests.conftest import Services, read_log, run_async, write_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -257,20 +257,11 @@ def test_three_node_cluster_survives_node_and_executor_loss(tmp_path: Path, clus
             print("kill at (since first start):", round(kill_wall - base, 2))
 
             async def timeline(js: Any) -> dict[int, dict[str, int]]:
-                sub = await js.subscribe(subjects.workflow_events("cluster200"),
-                                         stream=subjects.STREAM_EVENTS, ordered_consumer=True)
                 out: dict[int, dict[str, int]] = {}
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=2)
-                    except asyncio.TimeoutError:
-                        break
-                    ev = bus.decode_log(msg.data)
+                for _, ev in await read_log(js, "cluster200"):
                     sec = int(ev.time - kill_wall)
                     out.setdefault(sec, {}).setdefault(ev.type, 0)
                     out[sec][ev.type] += 1
-                    if msg.metadata.num_pending == 0:
-                        break
                 return out
 
             for sec, counts in sorted(run(timeline, rest, timeout=30).items()):

@@ -5,7 +5,6 @@ streams open."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import queue
@@ -21,7 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Services, cli, run_async, wait_until, write_workflow
+from tests.conftest import (
+    Bus,
+    Services,
+    cli,
+    read_log,
+    run_async,
+    wait_until,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.integration
 DONE = ("SUCCEEDED", "FAILED", "CANCELED")
@@ -62,32 +69,8 @@ class Up:
     def job_events(self, wf: str, run: str) -> list[tuple[int, str, str]]:
         """(sequence, job, type) of every job event of one run, read from the EVENTS log
         itself: what a stream should have sent."""
-        from jobmesh.common import bus, subjects
-        from jobmesh.common.settings import Settings
-
-        async def go() -> list[tuple[int, str, str]]:
-            nc = await bus.connect(Settings(nats_url=self.nats_url), "jobmesh-test")
-            try:
-                js = nc.jetstream()
-                sub = await js.subscribe(subjects.workflow_events(wf),
-                                         stream=subjects.STREAM_EVENTS, ordered_consumer=True)
-                out = []
-                while True:
-                    try:
-                        msg = await sub.next_msg(timeout=2)
-                    except asyncio.TimeoutError:
-                        break
-                    ev = bus.decode_log(msg.data)
-                    if ev.run == run:
-                        out.append((msg.metadata.sequence.stream, ev.job, ev.type))
-                    if msg.metadata.num_pending == 0:
-                        break
-                await bus.drop(js, sub)
-                return out
-            finally:
-                await nc.close()
-
-        return run_async(go())  # type: ignore[no-any-return]
+        log = Bus(self.nats_url).call(lambda js: read_log(js, wf))
+        return [(seq, ev.job, ev.type) for seq, ev in log if ev.run == run]
 
 
 
