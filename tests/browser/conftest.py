@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = ROOT / "test-artifacts"
 DOC_IMAGES = ROOT / "docs" / "images"
-GUI = ROOT / "services" / "gateway" / "static"
 
 
 class Stack:
@@ -145,6 +145,13 @@ class Proxy:
             sock, self.sock = self.sock, None
             conns, self.conns = self.conns, []
         if sock is not None:
+            # close() alone does not wake a thread blocked in accept() on Linux: the socket
+            # would keep listening and start() could not bind the port again (EADDRINUSE).
+            # shutdown() wakes accept() with EINVAL and ends the listening state.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
         for c in conns:
             try:
@@ -154,8 +161,18 @@ class Proxy:
             c.close()
 
 
+def warm_graphviz() -> None:
+    """The first `dot` on a fresh machine builds fontconfig's cache, which can take longer
+    than a page's wait for the graph; build it once before any page waits for one."""
+    dot = shutil.which("dot")
+    if dot:
+        subprocess.run([dot, "-Tsvg"], input=b"digraph { a -> b }", capture_output=True,
+                       timeout=300, check=False)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    warm_graphviz()
     s = Stack(tmp_path_factory.mktemp("home"))
     yield s
     s.close()
@@ -199,17 +216,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
 
 
 def shot(page: Any, name: str, doc: bool = False) -> Path:
-    """Save a screenshot to test-artifacts/. With doc=True it also replaces
-    docs/images/NAME.png when the GUI changed since (or JOBMESH_DOC_IMAGES=1), so the README's
-    images stay current without every test run rewriting them."""
+    """Save a screenshot to test-artifacts/. With doc=True and JOBMESH_DOC_IMAGES=1 it also
+    replaces docs/images/NAME.png (`JOBMESH_DOC_IMAGES=1 pytest tests/browser` refreshes the
+    README's images); a plain test run never changes a tracked file."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.evaluate("document.querySelector('#toast')?.setAttribute('hidden', '')")  # transient
     page.screenshot(path=str(path))
-    target = DOC_IMAGES / f"{name}.png"
-    gui_changed = max(f.stat().st_mtime for f in GUI.iterdir())
-    if doc and (os.environ.get("JOBMESH_DOC_IMAGES") == "1" or not target.exists()
-                or target.stat().st_mtime < gui_changed):
+    if doc and os.environ.get("JOBMESH_DOC_IMAGES") == "1":
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        shutil.copyfile(path, DOC_IMAGES / f"{name}.png")
     return path

@@ -314,7 +314,7 @@ def test_keyboard_only(page: Any, stack: Stack) -> None:
     page.keyboard.press("ArrowRight")
     page.wait_for_function("location.hash === '#/wf/keys/graph'")
     expect(page.locator("#tab-graph")).to_be_focused()
-    page.wait_for_selector('#graph g[data-job="second"]')
+    page.wait_for_selector('#graph g[data-job="second"]', timeout=60_000)
     page.focus('#graph g[data-job="second"]')
     page.keyboard.press("Enter")
     expect(page.locator("#detail-title")).to_have_text("second")
