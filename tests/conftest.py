@@ -75,14 +75,19 @@ def docker_available() -> bool:
         return False
 
 
+NATS_TOKEN = "jobmesh-test-token"  # every test NATS requires it, as the embedded one
+
+
 class ContainerNats:
     """nats-server with JetStream in a container, shaped like natsserver.NatsServer."""
 
-    def __init__(self, store: Path):
+    def __init__(self, store: Path, token: str = NATS_TOKEN):
+        from jobmesh.cli import natsserver
         from testcontainers.core.container import DockerContainer
 
         store.mkdir(parents=True, exist_ok=True)
-        (store / "nats.conf").write_text("max_payload: 8MB\n")  # as the embedded server
+        self.token = token
+        (store / "nats.conf").write_text(natsserver.config(token))  # as the embedded server
         self.container = (DockerContainer(NATS_IMAGE)
                           .with_volume_mapping(str(store / "nats.conf"), "/etc/jobmesh-nats.conf")
                           .with_command("nats-server -c /etc/jobmesh-nats.conf -js -sd /data")
@@ -117,7 +122,7 @@ def nats(tmp_path: Path) -> Any:
     else:
         from jobmesh.cli import natsserver
 
-        server = natsserver.start(tmp_path / "nats")
+        server = natsserver.start(tmp_path / "nats", NATS_TOKEN)
     yield server
     server.stop()
 
@@ -164,18 +169,32 @@ async def read_log(js: Any, wf: str, job: str | None = None, timeout: float = 2
     return out
 
 
+def home_token(home: Path) -> str:
+    """The token of the embedded NATS that `jobmesh up`/`run` started in ``home``."""
+    return (home / "nats.token").read_text().strip()
+
+
 class Bus:
     """Synchronous access to the bus for tests: each call opens its own connection."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, token: str | None = NATS_TOKEN):
+        self.url, self.token = url, token
+
+    @classmethod
+    def of_home(cls, home: Path) -> Bus:
+        """The bus of the `jobmesh up` stack running in ``home``."""
+        import json
+
+        return cls(json.loads((home / "service.json").read_text())["nats_url"],
+                   home_token(home))
 
     def call(self, fn: Callable[[Any], Any]) -> Any:
         from jobmesh.common import bus
         from jobmesh.common.settings import Settings
 
         async def go() -> Any:
-            nc = await bus.connect(Settings(nats_url=self.url), "jobmesh-test")
+            nc = await bus.connect(Settings(nats_url=self.url, nats_token=self.token),
+                                   "jobmesh-test")
             try:
                 js = nc.jetstream()
                 await bus.ensure(js)
@@ -211,14 +230,14 @@ class Bus:
 
 @pytest.fixture
 def bus(nats: Any) -> Bus:
-    return Bus(nats.url)
+    return Bus(nats.url, nats.token)
 
 
 class Services:
     """The services as separate processes, so tests can SIGKILL one and restart it."""
 
-    def __init__(self, url: str, home: Path, logs: Path):
-        self.url, self.home, self.logs = url, home, logs
+    def __init__(self, url: str, home: Path, logs: Path, token: str | None = NATS_TOKEN):
+        self.url, self.home, self.logs, self.token = url, home, logs, token
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -227,7 +246,8 @@ class Services:
         proc = subprocess.Popen(
             [sys.executable, "-m", f"jobmesh.{module}", "--nats", self.url, *extra],
             stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "JOBMESH_HOME": str(self.home)})
+            env={**os.environ, "JOBMESH_HOME": str(self.home),
+                 **({"JOBMESH_NATS_TOKEN": self.token} if self.token else {})})
         self.procs[name] = proc
         return proc
 
@@ -243,7 +263,7 @@ class Services:
 
 @pytest.fixture
 def services(nats: Any, home: Path, tmp_path: Path) -> Any:
-    s = Services(nats.url, home, tmp_path)
+    s = Services(nats.url, home, tmp_path, nats.token)
     yield s
     s.stop()
 

@@ -383,6 +383,12 @@ def info() -> None:
     out.print(f"jobmesh {data['version']}: up at {data['url']} (pid {data['pid']}, NATS "
               f"{data['nats_url']}, token {'required' if data['token'] else 'not set'})",
               highlight=False)
+    from .service import dead
+
+    problem = dead(data["url"])
+    if problem:
+        raise UserError(f"{problem}; its traceback is in {_home() / 'service.log'}; "
+                        "'jobmesh down' and 'jobmesh up' restart it", 1)
 
 
 @app.command(hidden=True)

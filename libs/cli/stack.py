@@ -1,7 +1,12 @@
 """The embedded stack: a private nats-server and every service, in one process.
 
 If ``jobmesh up`` already runs a stack from the same home, commands use it instead.
-A lock file keeps two embedded stacks from sharing one JetStream store.
+A lock file keeps two embedded stacks from sharing one JetStream store. The server
+requires the home's token (``jobmesh.common.credentials``); every command of the home
+reads it, other accounts cannot.
+
+A service task that ends while the stack runs is logged with its traceback and reported
+by ``dead()``: ``/healthz`` answers 503 and ``jobmesh info`` names it.
 """
 
 from __future__ import annotations
@@ -9,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from jobmesh.common import bus
+from jobmesh.common import bus, credentials
 from jobmesh.common.settings import Settings
 from jobmesh.executor.app import ExecutorService
 from jobmesh.monitor.app import MonitorService
@@ -23,6 +30,7 @@ from jobmesh.scheduler.app import SchedulerService
 from . import natsserver
 
 EXECUTOR_KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
+log = logging.getLogger("jobmesh.stack")
 
 
 class StackBusy(RuntimeError):
@@ -65,24 +73,43 @@ class Stack:
         self.executors: list[ExecutorService] = []
 
     async def __aenter__(self) -> Stack:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = service_info(self.home) if self.use_running else None
         if info is not None:
             self.shared = True
             self.settings = Settings(nats_url=info["nats_url"], home=self.home,
-                                     workdir=self.workdir)
+                                     workdir=self.workdir,
+                                     nats_token=credentials.read_token(self.home))
         else:
             self._take_lock()
             try:
-                self.server = await asyncio.to_thread(natsserver.start, self.home / "nats")
+                token, warning = credentials.ensure_token(self.home)
+                if warning:
+                    print(f"warning: {warning}", file=sys.stderr)
+                self.server = await asyncio.to_thread(natsserver.start, self.home / "nats",
+                                                      token)
             except Exception:
                 self._release_lock()
                 raise
             self.settings = Settings(nats_url=self.server.url, home=self.home,
-                                     workdir=self.workdir)
-        self.nc = await bus.connect(self.settings, "jobmesh-cli")
-        self.js = self.nc.jetstream()
-        await bus.ensure(self.js)
+                                     workdir=self.workdir, nats_token=token)
+        nc = None
+        try:
+            nc = self.nc = await bus.connect(self.settings, "jobmesh-cli")
+            self.js = self.nc.jetstream()
+            await bus.ensure(self.js)
+        except BaseException as exc:
+            if nc is not None:
+                await bus.close(nc)
+            if self.server is not None:  # our own server: stop it again
+                await asyncio.to_thread(self.server.stop)
+                self._release_lock()
+            elif isinstance(exc, bus.CredentialsRefused):
+                raise credentials.CredentialsError(
+                    f"the jobmesh stack of {self.home} refused the NATS token in "
+                    f"{credentials.token_path(self.home)}, which changed after it started; "
+                    "run 'jobmesh down' and 'jobmesh up'") from None
+            raise
         if not self.shared:
             self._start_services()
         return self
@@ -90,24 +117,47 @@ class Stack:
     def _start_services(self) -> None:
         if "monitor" in self.services:
             self.monitor = MonitorService(self.settings, nc=self.nc)
-            self.tasks.append(asyncio.create_task(self.monitor.run(self.stop), name="monitor"))
+            self._spawn(self.monitor.run(self.stop), "monitor")
         if "scheduler" in self.services:
             sched = SchedulerService(self.settings, nc=self.nc)
-            self.tasks.append(asyncio.create_task(sched.run(self.stop), name="scheduler"))
+            self._spawn(sched.run(self.stop), "scheduler")
         if "executor" in self.services:
             for kind in EXECUTOR_KINDS:
                 ex = ExecutorService(self.settings, pool=kind, kind=kind, nc=self.nc,
                                      take_work=self.take_work)
                 self.executors.append(ex)
-                self.tasks.append(asyncio.create_task(ex.run(self.stop), name=f"{kind} executor"))
+                self._spawn(ex.run(self.stop), f"{kind} executor")
             self.executor = self.executors[0]
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._ended)
+        self.tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A service task ended: expected once the stack stops, a failure before."""
+        if self.stop.is_set():
+            return
+        exc = None if task.cancelled() else task.exception()
+        log.error("the %s stopped: %s", task.get_name(), self._why(task),
+                  exc_info=(type(exc), exc, exc.__traceback__) if exc else None)
+
+    def _why(self, task: asyncio.Task[None]) -> str:
+        if task.cancelled():
+            return "cancelled"
+        exc = task.exception()
+        return repr(exc) if exc is not None else "it returned"
+
+    def dead(self) -> dict[str, str]:
+        """The services that ended while the stack runs: name -> why."""
+        if self.stop.is_set():
+            return {}
+        return {t.get_name(): self._why(t) for t in self.tasks if t.done()}
 
     def failed(self) -> str | None:
         """A service that died, with its error, or None while all run."""
-        for t in self.tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                return f"the {t.get_name()} stopped: {t.exception()!r}"
-        return None
+        dead = self.dead()
+        return "; ".join(f"the {name} stopped: {why}" for name, why in dead.items()) or None
 
     async def __aexit__(self, *exc: Any) -> None:
         self.stop.set()

@@ -38,6 +38,10 @@ class BusError(RuntimeError):
     """The bus cannot be reached or refused us; the message says what to check."""
 
 
+class CredentialsRefused(BusError):
+    """NATS refused the credentials: retrying cannot help."""
+
+
 # A failed first connection is retried this often per server before connect gives up
 # (a refused TCP connection costs ~0.5 s, a silent host the 3 s connect timeout);
 # once connected, the client reconnects forever (to any server of the cluster).
@@ -163,8 +167,9 @@ async def _connect_once(settings: Settings, name: str, servers: list[str]) -> NA
         low = detail.lower()
         if "authorization" in low or "authentication" in low:
             detail = next((e for e in reversed(errors) if "auth" in e.lower()), detail)
-            raise BusError(f"NATS at {where} refused the credentials ({detail}); check the "
-                           "token, user and password, nkey or creds file") from None
+            raise CredentialsRefused(f"NATS at {where} refused the credentials ({detail}); "
+                                     "check the token, user and password, nkey or creds "
+                                     "file") from None
         if "ssl" in low or "certificate" in low or "tls" in low:
             raise BusError(f"TLS to NATS at {where} failed ({detail}); check the CA, "
                            "certificate and key, and the URL's scheme") from None

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import credentials
 from .bus import BusError
 from .settings import Settings, default_home
 
@@ -95,10 +96,25 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
     if "workdir" in values and values["workdir"]:
         values["workdir"] = Path(str(values["workdir"])).expanduser()
     values.setdefault("home", default_home(env))
+    _embedded_token(values)
     try:
         return Settings(**values)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: bad settings: {exc}")
+
+
+def _embedded_token(values: dict[str, Any]) -> None:
+    """A service joining the home's embedded NATS (``jobmesh up``'s URL, as ``jobmesh
+    info`` shows it) without credentials of its own uses the home's token."""
+    if any(values.get(k) for k in ("nats_token", "nats_user", "nats_creds", "nats_nkey")):
+        return
+    home = Path(str(values["home"])).expanduser()
+    urls = {u.strip() for u in str(values.get("nats_url") or "").split(",") if u.strip()}
+    if urls and urls & credentials.embedded_urls(home):
+        try:
+            values["nats_token"] = credentials.read_token(home)
+        except credentials.CredentialsError as exc:
+            raise SystemExit(f"error: {exc}") from None
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -26,18 +26,25 @@ def main(argv: list[str] | None = None) -> None:
 
     async def serve(stop: asyncio.Event) -> None:
         import uvicorn
+        from jobmesh.common import bus
 
-        app = create_app(settings, token)
-        # Open event streams end when asked (close_streams); anything else still open
-        # after 3 s is cut short rather than holding the stop up.
-        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                               log_level="warning",
-                                               timeout_graceful_shutdown=3))
-        task = asyncio.create_task(server.serve())
-        await stop.wait()
-        close_streams(app)
-        server.should_exit = True
-        await task
+        # Connected before uvicorn starts: refused credentials or an unreachable NATS are
+        # one line and exit 1 (run_service), not a lifespan traceback and exit 3.
+        nc = await bus.connect(settings, "jobmesh-gateway")
+        try:
+            app = create_app(settings, token, nc=nc)
+            # Open event streams end when asked (close_streams); anything else still open
+            # after 3 s is cut short rather than holding the stop up.
+            server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                                   log_level="warning",
+                                                   timeout_graceful_shutdown=3))
+            task = asyncio.create_task(server.serve())
+            await stop.wait()
+            close_streams(app)
+            server.should_exit = True
+            await task
+        finally:
+            await bus.close(nc)
 
     run_service(serve)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from jobmesh import __version__
 from jobmesh.common import ops, subjects
 from jobmesh.common.states import JobState
@@ -17,10 +17,19 @@ router = APIRouter(tags=["health"], responses=ERRORS)
 EXECUTOR_FRESH = 30.0  # seconds a heartbeat counts for
 
 
-@router.get("/healthz", summary="Liveness and readiness")
-async def healthz(gw: GatewayDep) -> dict[str, Any]:
-    return {"status": "ok" if gw.nc.is_connected else "degraded",
+@router.get("/healthz", response_model=dict[str, Any],
+            summary="Liveness and readiness; 503 names a service that died")
+async def healthz(request: Request, gw: GatewayDep) -> Any:
+    body = {"status": "ok" if gw.nc.is_connected else "degraded",
             "nats": gw.nc.is_connected, "version": __version__}
+    # ``jobmesh up`` runs the services in this process and says which have ended.
+    check = getattr(request.app.state, "dead_services", None)
+    dead = check() if check else {}
+    if dead:
+        detail = "; ".join(f"the {name} stopped: {why}" for name, why in dead.items())
+        return JSONResponse(status_code=503, content={**body, "status": "failed",
+                                                      "dead": dead, "detail": detail})
+    return body
 
 
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(authorize)],

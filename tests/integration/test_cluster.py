@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Services, read_log, run_async, write_workflow
+from tests.conftest import NATS_TOKEN, Services, read_log, run_async, write_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,8 @@ def free_ports(n: int) -> list[int]:
 
 
 class Cluster:
-    """Three nats-server processes with JetStream, clustered over loopback routes."""
+    """Three nats-server processes with JetStream, clustered over loopback routes; their
+    clients need the token, as the embedded server's do."""
 
     def __init__(self, root: Path, size: int = 3, name: str = "jobmesh-test"):
         from jobmesh.cli.natsserver import find_binary
@@ -63,9 +64,13 @@ class Cluster:
     def start(self, i: int) -> None:
         d = self.root / f"n{i}"
         d.mkdir(parents=True, exist_ok=True)
+        from jobmesh.cli.natsserver import config
+
+        (d / "nats.conf").write_text(config(NATS_TOKEN))
         routes = ",".join(f"nats://127.0.0.1:{p}" for j, p in enumerate(self.route_ports)
                           if j != i)
-        args = [self.exe, "-a", "127.0.0.1", "-p", str(self.client_ports[i]),
+        args = [self.exe, "-c", str(d / "nats.conf"), "-a", "127.0.0.1",
+                "-p", str(self.client_ports[i]),
                 "--server_name", f"n{i}", "-js", "-sd", str(d / "js"),
                 "--cluster_name", self.name,
                 "--cluster", f"nats://127.0.0.1:{self.route_ports[i]}",
@@ -109,7 +114,7 @@ def run(coro_fn: Callable[[Any], Any], urls: str, timeout: float = 15) -> Any:
     from jobmesh.common.settings import Settings
 
     async def go() -> Any:
-        nc = await bus.connect(Settings(nats_url=urls), "jobmesh-test")
+        nc = await bus.connect(Settings(nats_url=urls, nats_token=NATS_TOKEN), "jobmesh-test")
         try:
             return await asyncio.wait_for(coro_fn(nc.jetstream()), timeout)
         finally:

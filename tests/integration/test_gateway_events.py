@@ -24,6 +24,7 @@ from tests.conftest import (
     Bus,
     Services,
     cli,
+    home_token,
     read_log,
     run_async,
     wait_until,
@@ -56,7 +57,8 @@ class Up:
         from jobmesh.common.settings import Settings
 
         async def go() -> dict[str, int]:
-            nc = await bus.connect(Settings(nats_url=self.nats_url), "jobmesh-test")
+            nc = await bus.connect(Settings(nats_url=self.nats_url,
+                                            nats_token=home_token(self.home)), "jobmesh-test")
             try:
                 js = nc.jetstream()
                 return {s: (await js.stream_info(s)).state.consumer_count
@@ -69,7 +71,7 @@ class Up:
     def job_events(self, wf: str, run: str) -> list[tuple[int, str, str]]:
         """(sequence, job, type) of every job event of one run, read from the EVENTS log
         itself: what a stream should have sent."""
-        log = Bus(self.nats_url).call(lambda js: read_log(js, wf))
+        log = Bus.of_home(self.home).call(lambda js: read_log(js, wf))
         return [(seq, ev.job, ev.type) for seq, ev in log if ev.run == run]
 
 
