@@ -2,7 +2,10 @@
 
 cloudmesh-cc:  ``# cloudmesh status=running progress=50 pid=123``
 jobmesh:       ``# jobmesh progress=50 msg="epoch 3"`` and ``# jobmesh output key=value``
-The last progress line wins. Anything else in the log is plain output.
+The marker may appear anywhere in a line, as cloudmesh-cc reads it: ``0: # cloudmesh ...``
+(``srun --label``), ``[INFO] # cloudmesh ...`` (a logger), ``# # cloudmesh ...``
+(cloudmesh-common's banner). The last progress line wins. Anything else in the log is
+plain output.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _PREFIXES = ("# cloudmesh ", "# jobmesh ")
+
+
+def _marked(line: str) -> str | None:
+    """The line from its first progress marker on, or None. A marker is ``# cloudmesh``
+    or ``# jobmesh`` followed by a blank (``# cloudmeshx`` is not one)."""
+    found = [at for at in (line.find(p) for p in _PREFIXES) if at >= 0]
+    return line[min(found):] if found else None
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,10 @@ def json_or_text(text: str) -> Any:
 
 def parse_line(line: str) -> ProgressLine | OutputLine | None:
     """One log line -> what it reports, or None for ordinary output."""
-    line = line.strip()
-    if not line.startswith(_PREFIXES):
+    marked = _marked(line.strip() + " ")
+    if marked is None:
         return None
+    line = marked.strip()
     body = line.split(" ", 2)[2] if line.count(" ") >= 2 else ""
     if line.startswith("# jobmesh output "):
         key, eq, value = body.partition(" ")[2].partition("=")
@@ -90,7 +101,7 @@ def scan(text: str, into: LogScan | None = None) -> LogScan:
     result = into or LogScan()
     for raw in text.splitlines():
         result.lines += 1
-        if "# " not in raw:
+        if "# cloudmesh" not in raw and "# jobmesh" not in raw:
             continue
         parsed = parse_line(raw)
         if isinstance(parsed, ProgressLine):

@@ -52,7 +52,7 @@ def test_output_value_types_are_kept() -> None:
 @pytest.mark.parametrize("line", [
     "hello world",
     "progress=50",
-    "echo # cloudmesh progress=50",
+    "echo cloudmesh progress=50",
     "#cloudmesh progress=5",
     "# cloudmesh",
     "# cloudmesh hello",
@@ -107,3 +107,33 @@ def test_progress_can_go_down_because_the_last_line_wins() -> None:
 
 def test_fresh_scan_defaults() -> None:
     assert LogScan().progress is None and LogScan().outputs is None
+
+
+@pytest.mark.parametrize("line, progress, status", [
+    ("0: # cloudmesh status=running progress=40 pid=7", 40.0, "running"),  # srun --label
+    ("12: # cloudmesh status=done progress=100 pid=7", 100.0, "done"),
+    ("[INFO] # cloudmesh status=running progress=30 pid=1", 30.0, "running"),
+    ("2026-01-01 10:00:00 INFO # cloudmesh progress=35", 35.0, None),
+    ("# # cloudmesh status=running progress=20 pid=5", 20.0, "running"),  # banner()
+    ("x=1 # cloudmesh status=running progress=50 pid=1 time='2022-08-05 16:29:40.2'",
+     50.0, "running"),
+])
+def test_progress_marker_anywhere_in_the_line(line: str, progress: float,
+                                              status: str | None) -> None:
+    parsed = parse_line(line)
+    assert isinstance(parsed, ProgressLine)
+    assert (parsed.progress, parsed.status) == (progress, status)
+
+
+def test_marker_inside_a_line_is_found_by_scan_and_output_too() -> None:
+    log = ("1: # cloudmesh status=running progress=10 pid=1\n"
+           "[job] # jobmesh output n=3\n"
+           "# # cloudmesh status=done progress=100 pid=1\n")
+    result = scan(log)
+    assert (result.progress, result.status, result.outputs) == (100.0, "done", {"n": 3})
+
+
+@pytest.mark.parametrize("line", ["# cloudmeshx progress=5", "a#cloudmesh progress=5",
+                                  "text # cloudmesh", "# cloudmesh-cc is great"])
+def test_a_marker_needs_its_blank_and_a_field(line: str) -> None:
+    assert parse_line(line) is None
