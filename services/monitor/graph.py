@@ -5,10 +5,14 @@ labels in place (no relayout per event). Very large workflows, or a machine with
 
 from __future__ import annotations
 
+import getpass
+import os
+import platform
 import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 from jobmesh.common.labels import render_label
@@ -25,30 +29,76 @@ SHAPES = ("polygon", "ellipse", "path")
 
 
 def node_attrs(spec: Workflow, snap: WorkflowSnapshot, name: str,
-               parents: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """Everything a label may name for one job. Pass ``parents`` (spec.parents()) when
-    labelling many nodes: computing it per node is quadratic."""
+               parents: dict[str, list[str]] | None = None,
+               numbers: dict[str, int] | None = None) -> dict[str, Any]:
+    """Everything a label may name for one job, as cloudmesh-cc fills a node in: the YAML's
+    attributes, then what it adds when the YAML has none (user, script, number,
+    label_format), then the run's state. Pass ``parents`` (spec.parents()) and ``numbers``
+    (job_numbers(spec)) when labelling many nodes: computing them per node is quadratic."""
     job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
     attrs: dict[str, Any] = {k: v for k, v in job.model_dump().items() if v is not None}
     attrs.update(job.extras)
+    numbers = numbers if numbers is not None else job_numbers(spec)
+    parents = parents if parents is not None else spec.parents()
+    attrs.update(script=_script_name(spec, name), user=job.user or _local_user())
+    attrs.setdefault("number", numbers.get(name, 0))
+    attrs.setdefault("label_format", template(spec, name))
     attrs.update(name=name, status=CLOUDMESH_STATUS[st.state], state=st.state.value,
                  progress=int(st.progress), msg=st.msg, attempt=st.attempt,
                  native_id=st.native_id, exit_code=st.exit_code, reason=st.reason,
-                 outputs=st.outputs, host=st.host or job.host, workflow=spec.name)
-    parents = parents if parents is not None else spec.parents()
+                 outputs=st.outputs, host=job.host or st.host or platform.node(),
+                 run_host=st.host, workflow=spec.name)
+    attrs["parent"] = list(parents.get(name, []))
     attrs["parents"] = {p: {"outputs": (snap.jobs[p].outputs if p in snap.jobs else {})}
                         for p in parents.get(name, [])}
     return attrs
 
 
+def template(spec: Workflow, name: str) -> str:
+    """The label template: label_format wins over label (cloudmesh-cc saves both, and its
+    label is only the text rendered last)."""
+    job = spec.jobs[name]
+    given = job.extras.get("label_format")
+    if given not in (None, ""):
+        return str(given)
+    return job.label or DEFAULT_LABEL
+
+
+def job_numbers(spec: Workflow) -> dict[str, int]:
+    """cloudmesh-cc's ``number``: each node's place in the file, from 0."""
+    return {n: i for i, n in enumerate(spec.jobs)}
+
+
+def _script_name(spec: Workflow, name: str) -> str:
+    """The script as the YAML names it (relative to the workflow's folder); cloudmesh-cc
+    shows ``<name>.sh`` for a node without one."""
+    script = spec.jobs[name].script
+    if not script:
+        return f"{name}.sh"
+    try:
+        return Path(script).relative_to(spec.base_dir).as_posix()
+    except ValueError:
+        return script
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return str(os.getuid())
+
+
 def label_lines(spec: Workflow, snap: WorkflowSnapshot, name: str, now: float,
                 user_vars: dict[str, Any] | None = None,
-                parents: dict[str, list[str]] | None = None) -> list[str]:
-    job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
+                parents: dict[str, list[str]] | None = None,
+                numbers: dict[str, int] | None = None) -> list[str]:
+    """The rendered label, one string per line (an empty line keeps its place).
+    ``{cm.VAR}`` reads the workflow's variables unless ``user_vars`` are given."""
+    st = snap.jobs.get(name) or JobStatus()
     times = {"created": snap.created, "t0": snap.started, "t1": snap.ended,
              "tstart": st.started, "tend": st.ended, "modified": st.modified}
-    text = render_label(job.label or DEFAULT_LABEL, node_attrs(spec, snap, name, parents), times,
-                        now, user_vars)
+    text = render_label(template(spec, name), node_attrs(spec, snap, name, parents, numbers),
+                        times, now, spec.variables if user_vars is None else user_vars)
     return text.replace("\\n", "\n").split("\n")
 
 
@@ -65,15 +115,19 @@ def dot_source(spec: Workflow, snap: WorkflowSnapshot, now: float) -> str:
     ids = {n: f"n{i}" for i, n in enumerate(spec.jobs)}
     out = [f"digraph {_q(spec.name)} {{", '  graph [rankdir=TB, fontname="Helvetica"];',
            '  node [fontname="Helvetica", fontsize=11];']
-    parents = spec.parents()
+    parents, numbers = spec.parents(), job_numbers(spec)
     for name, job in spec.jobs.items():
         st = snap.jobs.get(name) or JobStatus()
         shape = job.shape or ("diamond" if name in ("start", "end") else "box")
-        style = job.style if job.style else "filled"
+        # cloudmesh-cc draws every node filled,rounded; style: '' means filled
+        style = "filled,rounded" if job.style is None else (job.style or "filled")
         if "filled" not in style:
             style += ",filled"
-        label = "\\n".join(x.replace("\\", "\\\\").replace('"', '\\"')
-                           for x in label_lines(spec, snap, name, now, parents=parents))
+        # Graphviz writes no text element for an empty line, and later lines would take
+        # its slot when patched: a blank keeps it.
+        label = "\\n".join((x or " ").replace("\\", "\\\\").replace('"', '\\"')
+                           for x in label_lines(spec, snap, name, now, parents=parents,
+                                                numbers=numbers))
         out.append(f'  {_q(name)} [id={ids[name]}, label="{label}", shape={_q(shape)}, '
                    f'style={_q(style)}, fillcolor={_q(fill(spec, st))}, '
                    f'class={_q("job " + st.state.value)}];')
@@ -115,7 +169,7 @@ class Graph:
         self.fixed, self.slots = pieces[0::2], [int(n) for n in pieces[1::2]]
 
     def patch(self, snap: WorkflowSnapshot, now: float) -> bytes:
-        parents = self.spec.parents()
+        parents, numbers = self.spec.parents(), job_numbers(self.spec)
         values: list[bytes] = []  # in the order the markers were numbered
         for name, (_g, shape, texts) in self.nodes.items():
             st = snap.jobs.get(name) or JobStatus()
@@ -123,7 +177,8 @@ class Graph:
             if shape is not None:
                 values.append(_attr(fill(self.spec, st)))
             if texts:
-                lines = label_lines(self.spec, snap, name, now, parents=parents)
+                lines = label_lines(self.spec, snap, name, now, parents=parents,
+                                    numbers=numbers)
                 if len(lines) > len(texts):
                     lines = lines[: len(texts) - 1] + [" ".join(lines[len(texts) - 1:])]
                 values += [_text(line) for line in lines + [""] * (len(texts) - len(lines))]

@@ -124,3 +124,63 @@ def test_os_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch)
 
 def test_text_without_fields_is_unchanged() -> None:
     assert render("plain text") == "plain text"
+
+
+# -- str.format, as cloudmesh-cc renders labels ------------------------------------------
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("[{progress:>4}]", "[  50]"),
+    ("[{progress:3d}]", "[ 50]"),
+    ("[{progress:<5}]", "[50   ]"),
+    ("{progress:05.1f}%", "050.0%"),
+    ("{name!r}", "'fetch-data'"),
+    ("{{literal}} {name}", "{literal} fetch-data"),
+    ("{{{name}}}", "{fetch-data}"),
+    ("{parent[0]} and {parent[1]}", "a and b"),
+    ("{parent}", "['a', 'b']"),
+    ("{parent[5]}", NA),
+    ("{outputs[n]} {outputs[missing]}", "3 N/A"),
+])
+def test_format_specs_conversions_indexes_and_braces(template: str, expected: str) -> None:
+    attrs = {**ATTRS, "progress": 50, "parent": ["a", "b"], "outputs": {"n": 3}}
+    assert render(template, attrs=attrs) == expected
+    if NA not in expected:  # exactly what cloudmesh-cc's template.format(**node) gives
+        assert template.format(**attrs) == expected
+
+
+def test_a_spec_that_does_not_fit_the_value_never_raises() -> None:
+    assert render("{name:3d}") == "fetch-data"      # str.format raises here
+    assert render("[{nothing:>5}]") == "[  N/A]"    # N/A takes a str spec
+    assert render("{nothing:3d}") == NA
+
+
+def test_unbalanced_braces_render_what_is_whole() -> None:
+    assert render("{name} {oops") == "fetch-data {oops"
+    assert render("a } {name}") == "a } fetch-data"
+
+
+def test_progress_stored_as_a_float_formats_as_the_integer_cloudmesh_cc_keeps() -> None:
+    assert render("[{progress:3d}] {parent[-1]}", attrs={"progress": 50.0, "parent": ["a", "b"]}
+                  ) == "[ 50] b"
+
+
+def test_nested_field_in_a_spec() -> None:
+    assert render("[{progress:>{width}}]", attrs={**ATTRS, "width": 6}) == "[    50]"
+
+
+def test_strftime_pattern_may_hold_a_real_colon() -> None:
+    assert render("{t0.%H:%M}") == local(T + 60, "%H:%M") == render("{t0.%H--%M}")
+
+
+def test_keys_with_dots_and_no_attribute_access() -> None:
+    attrs = {"parents": {"train.py": {"outputs": {"acc": 0.9}}}, "name": "x"}
+    assert render("{parents.train.py.outputs.acc}", attrs=attrs) == "0.9"
+    assert render("{name.__class__}", attrs=attrs) == NA  # never an object's attribute
+
+
+def test_created_and_modified_without_a_dot_are_the_nodes_own_strings() -> None:
+    attrs = {**ATTRS, "created": "2022-10-03 12:00:01.5", "modified": "yesterday"}
+    assert render("{created} / {modified}", attrs=attrs) == "2022-10-03 12:00:01.5 / yesterday"
+    # with a dot they are times, as before
+    assert render("{created.%Y}", attrs=attrs) == local(T, "%Y")

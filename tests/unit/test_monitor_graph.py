@@ -48,7 +48,7 @@ def test_dot_source_labels_shapes_and_colors() -> None:
     assert src.startswith('digraph "w" {')
     start = node_line(src, "start")
     assert 'id=n0' in start and 'label="start\\ndone 100%"' in start
-    assert 'shape="diamond"' in start and 'style="filled"' in start
+    assert 'shape="diamond"' in start and 'style="filled,rounded"' in start  # no style:
     assert 'fillcolor="#00FF00"' in start and 'class="job SUCCEEDED"' in start
     fetch = node_line(src, "fetch")
     assert 'label="fetch\\nprogress=50 by gregor"' in fetch
@@ -85,7 +85,7 @@ def test_layout_and_patch_recolor_nodes_in_place() -> None:
     assert g.note is None
     assert list(g.nodes) == ["start", "fetch", "end"]
     first = ET.fromstring(g.patch(snapshot(spec), now=2000))
-    geometry = [p.get("points") for p in first.iterfind(".//s:polygon", NS)]
+    geometry = [p.get("points") or p.get("d") for p in first.iter()]
 
     snap = snapshot(spec, start=JobState.SUCCEEDED, fetch=JobState.FAILED)
     snap.jobs["fetch"].progress = 30
@@ -95,14 +95,14 @@ def test_layout_and_patch_recolor_nodes_in_place() -> None:
     start, fetch, end = nodes["start"], nodes["fetch"], nodes["end"]
     assert start.get("data-state") == "SUCCEEDED"
     assert start.get("class") == "node job SUCCEEDED"
-    assert start.find("s:polygon", NS).get("fill") == "#00FF00"
+    assert start.find("s:path", NS).get("fill") == "#00FF00"  # rounded: a path
     assert fetch.find("s:ellipse", NS).get("fill") == "#FFCCCC"
     assert [t.text for t in fetch.findall("s:text", NS)] == ["fetch", "progress=30 by gregor"]
     assert [t.text for t in start.findall("s:text", NS)] == ["start", "done 100%"]
     assert end.get("data-state") == "PENDING"
-    assert end.find("s:polygon", NS).get("fill") == "white"
+    assert end.find("s:path", NS).get("fill") == "white"
     # no relayout: the geometry is the same
-    assert [p.get("points") for p in root.iterfind(".//s:polygon", NS)] == geometry
+    assert [p.get("points") or p.get("d") for p in root.iter()] == geometry
 
 
 def test_fallback_when_dot_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,3 +169,73 @@ def test_patch_blanks_unused_text_lines() -> None:
     root = ET.fromstring(g.patch(snapshot(spec), 0))
     texts = [t.text or "" for t in root.find(".//s:g[@data-job='a']", NS).findall("s:text", NS)]
     assert texts == ["a", ""]
+
+
+# -- cloudmesh-cc labels ------------------------------------------------------------------
+
+
+def texts(root: ET.Element, job: str) -> list[str]:
+    g = root.find(f".//s:g[@data-job='{job}']", NS)
+    return [t.text or "" for t in g.findall("s:text", NS)]
+
+
+@needs_dot
+def test_an_empty_label_line_keeps_its_place_in_the_svg() -> None:
+    spec = workflow(names=["fetch-data"], **{"fetch-data": {
+        "label": "\\n{name}\\nx={progress}\\ny={status}"}})
+    g = layout(spec, snapshot(spec), now=0)
+    root = ET.fromstring(g.patch(snapshot(spec), now=0))
+    assert texts(root, "fetch-data") == ["", "fetch-data", "x=0", "y=ready"]
+    els = root.find(".//s:g[@data-job='fetch-data']", NS).findall("s:text", NS)
+    ys = [float(t.get("y")) for t in els]
+    assert ys == sorted(ys) and len(set(ys)) == 4  # four lines, top to bottom
+
+
+def test_label_format_wins_over_the_label_cloudmesh_cc_saved() -> None:
+    spec = workflow(names=["a"], a={"label": "a\nprogress=0",  # the last rendered text
+                                    "label_format": "{name}\\nprogress={progress:>3}"})
+    snap = snapshot(spec)
+    snap.jobs["a"].progress = 7
+    assert graph.label_lines(spec, snap, "a", 0) == ["a", "progress=  7"]
+
+
+def test_attributes_cloudmesh_cc_fills_in(tmp_path) -> None:
+    spec = workflow([("start", "b"), ("c", "b")], names=["start", "c"],
+                    b={"label": "{user} {script} {parent} {parent[1]} {number} {label_format}",
+                       "script": str(tmp_path / "sub" / "b.py")})
+    spec.base_dir = str(tmp_path)
+    import getpass
+    line = graph.label_lines(spec, snapshot(spec), "b", 0)[0]
+    assert line == (f"{getpass.getuser()} sub/b.py ['start', 'c'] c 2 "
+                    "{user} {script} {parent} {parent[1]} {number} {label_format}")
+    assert graph.label_lines(workflow(names=["x"], x={"label": "{script}"}), snapshot(
+        workflow(names=["x"])), "x", 0) == ["x.sh"]  # cloudmesh-cc's default script name
+
+
+def test_yaml_values_win_over_what_cloudmesh_cc_fills_in() -> None:
+    spec = workflow(names=["a"], a={"label": "{user}|{number}|{created}|{modified}",
+                                    "user": "gregor", "number": 9, "created": "2022-10-01",
+                                    "modified": "2022-10-02"})
+    assert graph.label_lines(spec, snapshot(spec), "a", 0) == ["gregor|9|2022-10-01|2022-10-02"]
+
+
+def test_host_is_the_yaml_host_and_run_host_the_machine() -> None:
+    spec = workflow(names=["a", "b"], a={"label": "{host} on {run_host}", "host": "local"},
+                    b={"label": "{host}"})
+    snap = snapshot(spec)
+    snap.jobs["a"].host = snap.jobs["b"].host = "node7"
+    assert graph.label_lines(spec, snap, "a", 0) == ["local on node7"]
+    assert graph.label_lines(spec, snap, "b", 0) == ["node7"]  # no YAML host: where it ran
+
+
+def test_cm_variables_come_from_the_workflow() -> None:
+    spec = workflow(names=["a"], variables={"epochs": 5}, a={"label": "{cm.epochs} {cm.none}"})
+    assert graph.label_lines(spec, snapshot(spec), "a", 0) == ["5 N/A"]
+
+
+def test_style_empty_means_filled_and_none_means_filled_rounded() -> None:
+    spec = workflow(names=["a", "b", "c"], a={"style": ""}, c={"style": "dashed"})
+    src = dot_source(spec, snapshot(spec), 0)
+    assert 'style="filled"' in node_line(src, "a")
+    assert 'style="filled,rounded"' in node_line(src, "b")
+    assert 'style="dashed,filled"' in node_line(src, "c")

@@ -264,15 +264,17 @@ function strftime(ms, fmt) {
 function labelLines(j, wf) {
   const times = { now: Date.now(), created: wf.created, t0: wf.started, t1: wf.ended, tstart: j.started, tend: j.ended };
   const vals = { name: j.name, status: WORD[j.state], state: j.state, progress: Math.trunc(j.progress || 0),
-    msg: j.msg, attempt: j.attempt, host: j.host, kind: j.kind, native_id: j.native_id, exit_code: j.exit_code,
+    msg: j.msg, attempt: j.attempt, host: j.spec?.host || j.host, run_host: j.host, kind: j.kind, native_id: j.native_id, exit_code: j.exit_code,
     reason: j.reason, workflow: wf.name };
   const field = (expr) => {
     const [head, ...fmt] = expr.split('.');
+    if (head === 'created' && !fmt.length && j.spec?.created != null) return String(j.spec.created);  // the YAML's string
     if (head in times) return times[head] == null ? 'N/A' : strftime(times[head], fmt.join('.') || '%m/%d/%Y, %H:%M:%S');
     return expr in vals ? (vals[expr] == null || vals[expr] === '' ? 'N/A' : String(vals[expr])) : null;
   };
-  const tpl = (j.spec?.label || '{name}\\n{status} {progress}%').replaceAll('--', ':');
+  const tpl = (j.spec?.label_format || j.spec?.label || '{name}\\n{status} {progress}%').replaceAll('--', ':');
   return tpl.split(/\\n|\n/).map((line) => {
+    if (line.includes('{{') || line.includes('}}')) return null;  // str.format escapes: the server's text
     const parts = line.split(/\{([^{}]*)\}/).map((p, i) => (i % 2 ? field(p) : p));  // odd parts: fields
     return parts.includes(null) ? null : parts.join('');
   });
