@@ -68,19 +68,23 @@ def ensure_token(home: Path) -> tuple[str, str | None]:
     a warning to show or None). Call it only while holding the home's stack lock."""
     path = token_path(home)
     try:
-        problem = _check(path)
-        token = _read(path) if problem is None else ""
-    except FileNotFoundError:
-        problem, token = None, ""
-    if token and problem is None:
-        return token, None
-    warning = None
-    if problem is not None:
-        warning = (f"{path} {problem}: replaced it with a new token (mode 0600); anything "
-                   "that used the old one must read the new one")
-        path.unlink()  # a file of another account may not be renamed over in a sticky dir
-    token = secrets.token_urlsafe(32)
-    write_private(path, token + "\n")
+        try:
+            problem = _check(path)
+            token = _read(path) if problem is None else ""
+        except FileNotFoundError:
+            problem, token = None, ""
+        if token and problem is None:
+            return token, None
+        warning = None
+        if problem is not None:
+            warning = (f"{path} {problem}: replaced it with a new token (mode 0600); "
+                       "anything that used the old one must read the new one")
+            path.unlink()  # another account's file may not be renamed over in a sticky dir
+        token = secrets.token_urlsafe(32)
+        write_private(path, token + "\n")
+    except OSError as exc:
+        raise CredentialsError(f"cannot write the NATS token {path}: {exc.strerror}; check "
+                               f"that {home} is yours and writable") from None
     return token, warning
 
 
