@@ -169,6 +169,22 @@ async def read_log(js: Any, wf: str, job: str | None = None, timeout: float = 2
     return out
 
 
+def anonymous_connect(url: str) -> str:
+    """Connect with nats-py and no credentials; what the server said."""
+    import nats
+
+    async def go() -> str:
+        try:
+            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5,
+                                    max_reconnect_attempts=0)
+        except Exception as exc:  # nats.errors.Error subclasses; an auth error here
+            return f"refused: {exc!r}"
+        await nc.close()
+        return "connected"
+
+    return str(run_async(go()))
+
+
 def home_token(home: Path) -> str:
     """The token of the embedded NATS that `jobmesh up`/`run` started in ``home``."""
     return (home / "nats.token").read_text().strip()

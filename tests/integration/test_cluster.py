@@ -21,11 +21,19 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NATS_TOKEN, Services, read_log, run_async, write_workflow
+from tests.conftest import (
+    NATS_TOKEN,
+    Services,
+    anonymous_connect,
+    read_log,
+    run_async,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.integration
 
 JOBS = 200
+ROUTE_PASSWORD = "jobmesh-test-routes"
 
 
 def free_ports(n: int) -> list[int]:
@@ -42,8 +50,9 @@ def free_ports(n: int) -> list[int]:
 
 
 class Cluster:
-    """Three nats-server processes with JetStream, clustered over loopback routes; their
-    clients need the token, as the embedded server's do."""
+    """Three nats-server processes with JetStream, clustered over loopback routes. Their
+    clients need the token, as the embedded server's do, and the routes a password (a
+    route is a way in as well)."""
 
     def __init__(self, root: Path, size: int = 3, name: str = "jobmesh-test"):
         from jobmesh.cli.natsserver import find_binary
@@ -66,15 +75,16 @@ class Cluster:
         d.mkdir(parents=True, exist_ok=True)
         from jobmesh.cli.natsserver import config
 
-        (d / "nats.conf").write_text(config(NATS_TOKEN))
-        routes = ",".join(f"nats://127.0.0.1:{p}" for j, p in enumerate(self.route_ports)
-                          if j != i)
+        routes = ", ".join(f'"nats://route:{ROUTE_PASSWORD}@127.0.0.1:{p}"'
+                           for j, p in enumerate(self.route_ports) if j != i)
+        (d / "nats.conf").write_text(config(NATS_TOKEN) + (
+            f"cluster {{\n  name: {self.name}\n  listen: 127.0.0.1:{self.route_ports[i]}\n"
+            f'  authorization {{ user: route, password: "{ROUTE_PASSWORD}" }}\n'
+            f"  routes: [{routes}]\n}}\n"))
         args = [self.exe, "-c", str(d / "nats.conf"), "-a", "127.0.0.1",
                 "-p", str(self.client_ports[i]),
                 "--server_name", f"n{i}", "-js", "-sd", str(d / "js"),
-                "--cluster_name", self.name,
-                "--cluster", f"nats://127.0.0.1:{self.route_ports[i]}",
-                "--routes", routes, "-l", str(d / "nats.log")]
+                "-l", str(d / "nats.log")]
         self.procs[i] = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -169,6 +179,8 @@ def test_three_node_cluster_survives_node_and_executor_loss(tmp_path: Path, clus
         return out
 
     layout = run(replicas, cluster.urls)
+    for i in range(cluster.size):  # only token holders get in
+        assert "Authorization Violation" in anonymous_connect(cluster.url(i))
     assert all(r == 3 for r, _ in layout.values()), layout
     timings["cluster up"] = time.monotonic() - t0
 

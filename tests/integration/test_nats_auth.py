@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import (
     JOBMESH,
     Bus,
+    anonymous_connect,
     cli,
     home_token,
     run_async,
@@ -38,22 +39,6 @@ pytestmark = pytest.mark.integration
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def anonymous_connect(url: str) -> str:
-    """Connect with nats-py and no credentials; what the server said."""
-    import nats
-
-    async def go() -> str:
-        try:
-            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5,
-                                    max_reconnect_attempts=0)
-        except Exception as exc:  # nats.errors.Error subclasses; an auth error here
-            return f"refused: {exc!r}"
-        await nc.close()
-        return "connected"
-
-    return str(run_async(go()))
 
 
 def raw_publish_job(url: str, token: str | None = None) -> bytes:
@@ -317,3 +302,9 @@ def test_healthz_and_info_report_a_dead_service_task(home: Path, tmp_path: Path)
         proc.wait(timeout=60)
         log.close()
     assert proc.returncode == 0
+
+
+def test_the_test_fixtures_nats_requires_the_token(nats: Any, bus: Bus) -> None:
+    """The suite runs against authenticated NATS, as deployments and the embedded one."""
+    assert "Authorization Violation" in anonymous_connect(nats.url)
+    assert bus.snapshot("nothing") is None  # the fixtures' clients hold the token
