@@ -78,7 +78,7 @@ class Lab:
         self.known_hosts.write_text("")
         self.wrong_known_hosts.write_text("")
 
-    def _conf(self, host: SSHHost, max_sessions: int) -> Path:
+    def _conf(self, host: SSHHost, max_sessions: int, sftp: bool = True) -> Path:
         conf = host.folder / "sshd_config"
         conf.write_text(f"""Port {host.port}
 ListenAddress {host.address}
@@ -93,7 +93,7 @@ KbdInteractiveAuthentication no
 MaxSessions {max_sessions}
 MaxStartups 100:30:200
 LogLevel VERBOSE
-Subsystem sftp internal-sftp
+{"Subsystem sftp internal-sftp" if sftp else "# no SFTP subsystem"}
 # bash sources ~/.bashrc for every command sshd runs (it sees SSH_CLIENT at SHLVL 0).
 # This machine's root .bashrc runs 'pyenv init', whose background rehashes pile up under
 # hundreds of sessions; SHLVL=1 keeps the test hosts' commands free of it.
@@ -101,9 +101,9 @@ SetEnv SHLVL=1
 """)
         return conf
 
-    def _start(self, host: SSHHost, max_sessions: int) -> SSHHost:
+    def _start(self, host: SSHHost, max_sessions: int, sftp: bool = True) -> SSHHost:
         host.folder.mkdir(parents=True, exist_ok=True)
-        conf = self._conf(host, max_sessions)
+        conf = self._conf(host, max_sessions, sftp)
         prefix = ["ip", "netns", "exec", host.netns] if host.netns else []
         _run(*prefix, SSHD, "-f", str(conf), "-E", str(host.log))
         pidfile = host.folder / "sshd.pid"
@@ -124,9 +124,12 @@ SetEnv SHLVL=1
         self.hosts[host.name] = host
         return host
 
-    def loopback(self, name: str = "local-sshd", max_sessions: int = 10) -> SSHHost:
+    def loopback(self, name: str = "local-sshd", max_sessions: int = 10,
+                 sftp: bool = True) -> SSHHost:
+        """A host on 127.0.0.1; ``sftp=False`` leaves out the SFTP subsystem, as some
+        hardened hosts do."""
         return self._start(SSHHost(name, "127.0.0.1", free_port(), self.root / name),
-                           max_sessions)
+                           max_sessions, sftp)
 
     def namespaces(self, count: int = 2, max_sessions: int = 10) -> list[SSHHost]:
         """Hosts in network namespaces on a bridge of their own."""

@@ -7,6 +7,7 @@ field, and says how to fix it. ``load_workflow`` collects them all before it rai
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,12 +326,15 @@ class _Builder:
             return edges, lines
         if isinstance(deps, str):
             deps = [deps]
+        keys: list[str] = []
+        if isinstance(deps, dict):  # cloudmesh-cc's saved form: name -> {source, destination}
+            deps, keys = self._edge_map(deps)
         if not isinstance(deps, list):
             self.err("'dependencies:' must be a list of chains such as 'a,b,c'",
                      "workflow", "dependencies")
             return edges, lines
         for i, chain in enumerate(deps):
-            line = self.lines.get("workflow", "dependencies", str(i))
+            line = self.lines.get("workflow", "dependencies", keys[i] if keys else str(i))
             if isinstance(chain, list):
                 chain = ",".join(str(x) for x in chain)
             if not isinstance(chain, str):
@@ -361,6 +365,24 @@ class _Builder:
                     lines[(a, b)] = line
         return edges, lines
 
+    def _edge_map(self, deps: dict[Any, Any]) -> tuple[list[Any], list[str]]:
+        """cloudmesh-cc saves edges as ``a-b: {source: a, destination: b, name: a-b}`` (and
+        none as ``{}``): each becomes the chain 'a,b'."""
+        chains: list[Any] = []
+        keys: list[str] = []
+        for key, edge in deps.items():
+            src = edge.get("source") if isinstance(edge, dict) else None
+            dst = edge.get("destination") if isinstance(edge, dict) else None
+            if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
+                self.err(f"dependency '{key}' needs 'source:' and 'destination:' node names "
+                         "(cloudmesh-cc's saved form), or write chains: "
+                         "dependencies: ['a,b']", "workflow", "dependencies", str(key),
+                         field="dependencies")
+                continue
+            chains.append([src, dst])
+            keys.append(str(key))
+        return chains, keys
+
     def _jobs(self, raw: dict[str, tuple[str, dict[str, Any]]], defaults: dict[str, Any]
               ) -> dict[str, JobSpec]:
         jobs: dict[str, JobSpec] = {}
@@ -372,10 +394,12 @@ class _Builder:
                 self.err(f"unknown kind '{kind}'; use one of {', '.join(KINDS)}",
                          *path, "kind", node=name, field="kind")
                 continue
+            self._saved_script(name, merged)
             if merged.get("exec") is not None and merged.get("script") is not None:
                 self.err("give either 'exec:' or 'script:', not both", *path, "exec",
                          node=name, field="exec")
                 continue
+            self._exec_file(merged)
             chain = merged.get("slurm_dependencies")
             if chain is not None and not isinstance(chain, bool):
                 self.err(f"'slurm_dependencies' must be true or false, not {chain!r}", *path,
@@ -397,6 +421,33 @@ class _Builder:
                     top = str(e["loc"][0]) if e["loc"] else ""
                     self.err(msg, *path, top, node=name, field=fld)
         return jobs
+
+    def _saved_script(self, name: str, attrs: dict[str, Any]) -> None:
+        """A file cloudmesh-cc saved (its nodes carry ``instance:``) names ``<name>.sh`` as
+        every node's script, its default, even for a node that runs exec: or nothing:
+        that default is no script unless the file is there and there is no exec:."""
+        if "instance" not in attrs or attrs.get("script") != f"{name}.sh":
+            return
+        if attrs.get("exec") is not None or not (self.base / f"{name}.sh").is_file():
+            del attrs["script"]
+
+    def _exec_file(self, attrs: dict[str, Any]) -> None:
+        """cloudmesh-cc's ``exec: b.py``: a .sh, .py or .ipynb file in the workflow's folder
+        runs as that script, by its type; words after it become its args."""
+        cmd = attrs.get("exec")
+        try:
+            words = shlex.split(cmd) if isinstance(cmd, str) else []
+        except ValueError:
+            return
+        if not words or not words[0].endswith(SCRIPT_SUFFIXES) or words[0].startswith(
+                ("/", "~")) or ".." in words[0].split("/"):
+            return
+        if not (self.base / words[0]).is_file() or (len(words) > 1 and attrs.get("args")):
+            return
+        attrs["script"] = words[0]
+        del attrs["exec"]
+        if len(words) > 1:
+            attrs["args"] = words[1:]
 
     def _script(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> str | None | bool:
         """The script's absolute path, None for none, False after an error."""

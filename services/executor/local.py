@@ -35,6 +35,7 @@ from jobmesh.common.progress import LogScan, scan
 
 from . import rundir
 from .base import Emit, Executor, InvalidJobError, SubmitError
+from .sidelog import SideLogs
 
 KILL_GRACE = 5.0      # seconds between SIGTERM and SIGKILL on cancel
 MAX_READ = 1 << 20    # log bytes read per job per tick
@@ -58,6 +59,7 @@ class Tracked:
     offset: int = 0
     partial: bytes = b""
     scan: LogScan = field(default_factory=LogScan)
+    side: SideLogs | None = None  # <script>.log files (sidelog.py)
     sent: tuple[Any, ...] = (None, None, None)
     next_check: float = 0.0
     interval: float = 0.05
@@ -290,14 +292,16 @@ class LocalExecutor(Executor):
             pid is not None and not _alive(pid, t.dir))
 
     def _read_log(self, t: Tracked) -> bool:
+        t.side = t.side or SideLogs.of(t.job)
+        side = t.side.read_local(t.dir, t.scan)
         try:
             with open(t.dir / "job.log", "rb") as f:
                 f.seek(t.offset)
                 data = f.read(MAX_READ)
         except FileNotFoundError:
-            return False
+            return side
         if not data:
-            return False
+            return side
         t.offset += len(data)
         data = t.partial + data
         cut = data.rfind(b"\n") + 1
@@ -329,6 +333,8 @@ class LocalExecutor(Executor):
         if t.partial:
             scan(t.partial.decode("utf-8", "replace"), t.scan)
             t.partial = b""
+        if t.side is not None:
+            t.side.flush(t.scan)
         if t.scan.updates:
             await self._report(t)
         code = rundir.parse_exit(_read_text(t.dir / "exit"))

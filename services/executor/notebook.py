@@ -6,12 +6,18 @@ tagged ``injected-parameters`` right after the cell tagged ``parameters`` (or fi
 executed notebook is saved next to the log as ``<name>.out.ipynb``. Cell output goes to
 the log as each cell finishes, with a progress line per cell. A failing cell fails the
 job; its error goes to the ``reason`` file, which the executor reports.
+
+The notebook's code runs on the same Python as a ``.py`` job's: ``venv:``'s ``bin/python``,
+else the ``python3`` found first on the job's PATH (that Python needs ``ipykernel``).
+nbclient, which drives the kernel, runs here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,10 +68,12 @@ def main(argv: list[str]) -> int:
     client = NotebookClient(nb, timeout=None, kernel_name="python3",
                             resources={"metadata": {"path": str(src.parent)}},
                             on_cell_executed=on_cell_executed)
-    venv = os.environ.get("JOBMESH_VENV")
-    if venv:
-        # The kernel runs in the job's venv (it needs ipykernel there); nbclient stays here.
-        client.kernel_manager_class = _venv_manager(venv)
+    python, problem = kernel_python()
+    if problem:
+        Path("reason").write_text(f"notebook could not run: {problem}\n")
+        print(problem, file=sys.stderr)
+        return 1
+    client.kernel_manager_class = _manager(python)
     try:
         client.execute()
     except CellExecutionError as exc:
@@ -82,15 +90,36 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _venv_manager(venv: str) -> Any:
+def kernel_python() -> tuple[str, str | None]:
+    """The Python the kernel runs on, and why it cannot (None when it can): the venv's,
+    else the first ``python3`` on PATH, as for ``.py`` jobs."""
+    venv = os.environ.get("JOBMESH_VENV")
+    python = f"{venv}/bin/python" if venv else shutil.which("python3")
+    if python is None:
+        return "", ("no python3 on the job's PATH; install Python 3 with ipykernel, or set "
+                    "venv: to an environment that has it")
+    try:
+        check = subprocess.run([python, "-c", "import ipykernel"], capture_output=True,
+                               timeout=120, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return python, f"cannot start {python}: {exc}"
+    if check.returncode != 0:
+        where = "venv:" if venv else "the first python3 on the job's PATH"
+        return python, (f"{python} ({where}) has no ipykernel; install it there "
+                        f"('{python} -m pip install ipykernel') or set venv: to an "
+                        "environment that has it")
+    return python, None
+
+
+def _manager(python: str) -> Any:
     from jupyter_client.manager import AsyncKernelManager
 
-    class VenvKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class KernelOnJobPython(AsyncKernelManager):  # type: ignore[misc]
         def format_kernel_cmd(self, extra_arguments: Any = None) -> list[str]:
             cmd = super().format_kernel_cmd(extra_arguments)
-            return [f"{venv}/bin/python", *cmd[1:]]
+            return [python, *cmd[1:]]
 
-    return VenvKernelManager
+    return KernelOnJobPython
 
 
 if __name__ == "__main__":

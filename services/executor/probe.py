@@ -11,6 +11,7 @@ from typing import Any, Protocol
 class Watched(Protocol):
     rdir: str    # the job's run directory there
     offset: int  # log bytes already read
+    side: Any    # a sidelog.SideLogs or None: <script>.log files to read as well
 
 PROBE_BYTES = 256 * 1024   # log bytes per job per probe
 
@@ -30,6 +31,11 @@ PROBE_FN = (
     # Only a log that grew past the stored offset is read (most polls read none).
     '  n=$(wc -c < "$d/job.log" 2>/dev/null); [ "${n:-0}" -ge "$3" ] && { printf "log="; '
     f'tail -c +"$3" "$d/job.log" | head -c {PROBE_BYTES} | base64 | tr -d "\\n"; echo; }}\n'
+    # Then the side logs (sidelog.py): "name first-byte" pairs after the log's offset.
+    '  shift 3; while [ $# -ge 2 ]; do n=$(wc -c < "$d/$1" 2>/dev/null); '
+    '[ "${n:-0}" -ge "$2" ] && { printf "side:%s=" "$1"; '
+    f'tail -c +"$2" "$d/$1" | head -c {PROBE_BYTES} | base64 | tr -d "\\n"; echo; }}; '
+    "shift 2; done\n"
     '  if [ -s "$d/exit" ] && [ -f "$d/outputs.json" ]; then printf "outputs="; '
     'head -c 65536 "$d/outputs.json" | base64 | tr -d "\\n"; echo; fi\n'
     "else echo missing=1; fi; }\n"
@@ -37,7 +43,10 @@ PROBE_FN = (
 
 
 def probe_one(i: int, rj: Watched) -> str:
-    return f"p {i} {shlex.quote(rj.rdir)} {rj.offset + 1}"
+    side = getattr(rj, "side", None)
+    extra = "".join(f" {shlex.quote(name)} {first}" for name, first in
+                    (side.probe_args() if side is not None else []))
+    return f"p {i} {shlex.quote(rj.rdir)} {rj.offset + 1}{extra}"
 
 
 def probe_script(jobs: list[Any], before: str = "") -> bytes:

@@ -41,9 +41,11 @@ from .base import Emit, Executor, InvalidJobError, SubmitError
 from .local import KILL_GRACE, MAX_STEPS, stage_files
 from .probe import parse as _parse
 from .probe import probe_script
+from .sidelog import SideLogs
 from .transport import HostRefused, HostUnreachable, Result, Transport
 
 log = logging.getLogger("jobmesh.executor.remote")
+NOTEBOOK_RUNNER = Path(__file__).with_name("notebook.py")  # standalone: nbclient, stdlib
 DEFAULT_WORKDIR = "~/.jobmesh/runs"
 CONNECT_TRIES = 3
 NEVER_STARTED = 60.0       # s: a claimed run directory without pid or exit has no job
@@ -76,6 +78,11 @@ class RJob:
     dead_polls: int = 0
     done: bool = False
     since: float = field(default_factory=time.time)
+    side: SideLogs | None = None  # <script>.log files, read by the same probe
+
+    def __post_init__(self) -> None:
+        if self.side is None:
+            self.side = SideLogs.of(self.job)
 
 
 def _key(job: JobReady) -> tuple[str, str, str, int]:
@@ -137,9 +144,12 @@ class RemoteExecutor(Executor):
 
     async def _install_helpers(self, t: Transport, root: str) -> None:
         q = shlex.quote(root)
-        await t.run(f"mkdir -p {q}/.bin {q}/.lib/jobmesh")
+        await t.run(f"mkdir -p {q}/.bin {q}/.lib/jobmesh/executor")
         await t.put({f"{root}/.bin/jobmesh": HELPER.encode(),
-                     f"{root}/.lib/jobmesh/__init__.py": Path(jobmesh.__file__).read_bytes()},
+                     f"{root}/.lib/jobmesh/__init__.py": Path(jobmesh.__file__).read_bytes(),
+                     # the notebook runner, for `python3 -m jobmesh.executor.notebook` there
+                     f"{root}/.lib/jobmesh/executor/__init__.py": b"",
+                     f"{root}/.lib/jobmesh/executor/notebook.py": NOTEBOOK_RUNNER.read_bytes()},
                     mode={f"{root}/.bin/jobmesh": 0o755})
         self.prepared.add((t.name, root))
 
@@ -399,9 +409,12 @@ class RemoteExecutor(Executor):
 
     async def _read_log(self, rj: RJob, f: dict[str, str]) -> bool:
         """Fold the log bytes a probe brought back; True when there were any."""
+        side = rj.side is not None and rj.side.read_probe(f, rj.scan)
         data = base64.b64decode(f.get("log", "")) if f.get("log") else b""
         if not data:
-            return False
+            if side:
+                await self._report(rj)
+            return side
         rj.offset += len(data)
         data = rj.partial + data
         cut = data.rfind(b"\n") + 1
@@ -431,6 +444,8 @@ class RemoteExecutor(Executor):
         if rj.partial:
             scan(rj.partial.decode("utf-8", "replace"), rj.scan)
             rj.partial = b""
+        if rj.side is not None:
+            rj.side.flush(rj.scan)
         if rj.scan.updates:
             await self._report(rj)
         s, ids, now = rj.scan, _ids(rj.job), time.time()
