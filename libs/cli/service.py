@@ -133,7 +133,8 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with Stack(home, use_running=False) as stack:
         app = create_app(stack.settings, token, nc=stack.nc)
-        app.state.dead_services = stack.dead  # /healthz answers 503 when one has died
+        # /healthz answers 503 when one has died (naming the error's type; the log has more)
+        app.state.dead_services = lambda: stack.dead(detail=False)
         # Open live streams (GUI tabs) must not hold 'jobmesh down' hostage.
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                lifespan="on", timeout_graceful_shutdown=3))

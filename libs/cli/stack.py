@@ -142,17 +142,20 @@ class Stack:
         log.error("the %s stopped: %s", task.get_name(), self._why(task),
                   exc_info=(type(exc), exc, exc.__traceback__) if exc else None)
 
-    def _why(self, task: asyncio.Task[None]) -> str:
+    def _why(self, task: asyncio.Task[None], detail: bool = True) -> str:
         if task.cancelled():
             return "cancelled"
         exc = task.exception()
-        return repr(exc) if exc is not None else "it returned"
+        if exc is None:
+            return "it returned"
+        return repr(exc) if detail else type(exc).__name__
 
-    def dead(self) -> dict[str, str]:
-        """The services that ended while the stack runs: name -> why."""
+    def dead(self, detail: bool = True) -> dict[str, str]:
+        """The services that ended while the stack runs: name -> why (the error, or only
+        its type without ``detail``: what /healthz tells anyone who asks)."""
         if self.stop.is_set():
             return {}
-        return {t.get_name(): self._why(t) for t in self.tasks if t.done()}
+        return {t.get_name(): self._why(t, detail) for t in self.tasks if t.done()}
 
     def failed(self) -> str | None:
         """A service that died, with its error, or None while all run."""
