@@ -232,26 +232,28 @@ def test_gateway_refused_credentials_is_one_line_and_exit_1(nats: Any, home: Pat
 
 
 FAULT = """
-import asyncio, os, sys
+import asyncio, os
 from pathlib import Path
-from jobmesh.scheduler.app import SchedulerService
 
-real = SchedulerService.run
+if os.environ.get("FAULT_TRIGGER"):
+    try:
+        from jobmesh.scheduler.app import SchedulerService
+    except ImportError:  # a job's own python
+        SchedulerService = None
+    if SchedulerService is not None:
+        real = SchedulerService.run
 
-async def run(self, stop):  # injected fault: the scheduler's loop breaks on a trigger
-    task = asyncio.create_task(real(self, stop))
-    trigger = Path(os.environ["FAULT_TRIGGER"])
-    while not trigger.exists() and not task.done():
-        await asyncio.sleep(0.05)
-    if task.done():
-        return await task
-    task.cancel()
-    raise RuntimeError("injected fault in the scheduler loop")
+        async def run(self, stop):  # the scheduler's loop breaks once the trigger exists
+            task = asyncio.create_task(real(self, stop))
+            trigger = Path(os.environ["FAULT_TRIGGER"])
+            while not trigger.exists() and not task.done():
+                await asyncio.sleep(0.05)
+            if task.done():
+                return await task
+            task.cancel()
+            raise RuntimeError("injected fault in the scheduler loop")
 
-SchedulerService.run = run
-from jobmesh.cli.main import main
-sys.argv = ["jobmesh", "serve", "--port", "0"]
-main()
+        SchedulerService.run = run
 """
 
 
@@ -263,21 +265,26 @@ def health(url: str) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
-def test_healthz_and_info_report_a_dead_service_task(home: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def faulty(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """Fault injection at a function boundary (nothing real makes the scheduler's loop
-    raise once the poison events are skipped): the embedded stack's scheduler task ends
-    with an exception while `jobmesh serve` runs."""
-    launcher = tmp_path / "serve_with_fault.py"
-    launcher.write_text(FAULT)
+    raise once poison events are skipped): with this environment, the scheduler task of
+    `jobmesh serve` raises once the trigger file exists."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FAULT)
     trigger = tmp_path / "trigger"
-    log = open(home / "service.log", "ab")
-    proc = subprocess.Popen([sys.executable, str(launcher)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "JOBMESH_HOME": str(home),
-                                 "FAULT_TRIGGER": str(trigger)})
+    env = {**os.environ, "PYTHONPATH": str(site), "FAULT_TRIGGER": str(trigger)}
+    return env, trigger
+
+
+def test_healthz_and_info_report_a_dead_service_task(
+        home: Path, faulty: tuple[dict[str, str], Path]) -> None:
+    env, trigger = faulty
+    res = cli(home, "up", "--port", "0", env=env, timeout=90)
+    assert res.returncode == 0, res.stderr
     try:
-        info = wait_until(lambda: (home / "service.json").exists() and json.loads(
-            (home / "service.json").read_text()), 60, "jobmesh serve to start")
+        info = json.loads((home / "service.json").read_text())
         code, body = health(info["url"])
         assert code == 200 and body["status"] == "ok" and "dead" not in body, body
         assert cli(home, "info").returncode == 0
@@ -287,22 +294,33 @@ def test_healthz_and_info_report_a_dead_service_task(home: Path, tmp_path: Path)
             health(info["url"])), 30, "/healthz to report the dead scheduler")
         assert code == 503 and body["status"] == "failed", body
         # Which service, and the error's type: its text (paths, data) stays in the log.
-        why = "RuntimeError"
-        assert body["dead"] == {"scheduler": why}, body
-        assert body["detail"] == f"the scheduler stopped: {why}"
+        assert body["dead"] == {"scheduler": "RuntimeError"}, body
+        assert body["detail"] == "the scheduler stopped: RuntimeError"
 
         res = cli(home, "info")
         assert res.returncode == 1
-        assert f"error: the scheduler stopped: {why}; its traceback is in " \
+        assert "error: the scheduler stopped: RuntimeError; its traceback is in " \
             f"{home / 'service.log'}" in res.stderr, res.stderr
         text = (home / "service.log").read_text()
         assert "the scheduler stopped: RuntimeError('injected fault in the scheduler loop')" \
             in text and "Traceback" in text, text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
-    assert proc.returncode == 0
+        assert cli(home, "down", timeout=90).returncode == 0
+
+
+def test_up_fails_when_a_service_dies_at_start(
+        home: Path, faulty: tuple[dict[str, str], Path]) -> None:
+    env, trigger = faulty
+    trigger.touch()
+    try:
+        res = cli(home, "up", "--port", "0", env=env, timeout=90)
+        assert res.returncode == 1, res.stdout
+        info = json.loads((home / "service.json").read_text())
+        assert res.stderr.strip() == (
+            f"error: jobmesh is up at {info['url']}, but the scheduler stopped: RuntimeError; "
+            "'jobmesh down' stops it")
+    finally:
+        assert cli(home, "down", timeout=90).returncode == 0
 
 
 def test_the_test_fixtures_nats_requires_the_token(nats: Any, bus: Bus) -> None:
