@@ -4,6 +4,7 @@ kernel, timeouts, retries, outputs passed between jobs, and staged files."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,11 @@ def test_python_job_runs_in_its_venv_and_reports_progress(tmp_path: Path, home: 
     assert "got 42" in Path(doc["jobs"]["check"]["log"]).read_text()
 
 
+# Notebooks run on the first python3 on the job's PATH (it needs ipykernel): here jobmesh's
+# own, as for a user who activated jobmesh's venv.
+ACTIVATED = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
 def _notebook(path: Path, cells: list[str]) -> None:
     nb = new_notebook(cells=[new_code_cell(cells[0], metadata={"tags": ["parameters"]}),
                              *(new_code_cell(c) for c in cells[1:])])
@@ -67,7 +73,7 @@ def test_notebook_gets_parameters_and_is_saved_next_to_the_log(tmp_path: Path,
     wf = write_workflow(tmp_path, "nb", {
         "analyze.ipynb": {"parameters": {"x": 21, "label": "run-1"}},
     }, [])
-    res = cli(home, "run", str(wf))
+    res = cli(home, "run", str(wf), env=ACTIVATED)
     assert res.returncode == 0, res.stderr
     job = status(home, "nb")["jobs"]["analyze.ipynb"]
     assert job["outputs"]["y"] == 42 and job["progress"] == 100
@@ -81,7 +87,7 @@ def test_failing_notebook_cell_fails_the_job_with_the_exception(tmp_path: Path,
                                                                 home: Path) -> None:
     _notebook(tmp_path / "broken.ipynb", ["n = 0", "print(1 / n)", "print('never')"])
     wf = write_workflow(tmp_path, "nbfail", {"broken.ipynb": {}}, [])
-    res = cli(home, "run", str(wf))
+    res = cli(home, "run", str(wf), env=ACTIVATED)
     assert res.returncode == 1
     job = status(home, "nbfail")["jobs"]["broken.ipynb"]
     assert job["state"] == "FAILED"
