@@ -28,10 +28,12 @@ def main(argv: list[str] | None = None) -> None:
         import uvicorn
         from jobmesh.common import bus
 
-        # Connected before uvicorn starts: refused credentials or an unreachable NATS are
-        # one line and exit 1 (run_service), not a lifespan traceback and exit 3.
+        # Connected before uvicorn starts: refused credentials, an unreachable NATS or one
+        # without JetStream are one line and exit 1 (run_service), not a lifespan
+        # traceback and exit 3.
         nc = await bus.connect(settings, "jobmesh-gateway")
         try:
+            await bus.ensure(nc.jetstream(), settings.replicas)
             app = create_app(settings, token, nc=nc)
             # Open event streams end when asked (close_streams); anything else still open
             # after 3 s is cut short rather than holding the stop up.

@@ -231,6 +231,28 @@ def test_gateway_refused_credentials_is_one_line_and_exit_1(nats: Any, home: Pat
             "Violation'); check the token, user and password, nkey or creds file"], res.stderr
 
 
+def test_gateway_against_nats_without_jetstream_is_one_line_and_exit_1(
+        tmp_path: Path, home: Path) -> None:
+    from jobmesh.cli.natsserver import find_binary
+
+    proc = subprocess.Popen([find_binary(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir",
+                             str(tmp_path), "-l", str(tmp_path / "nats.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ports = wait_until(lambda: [p for p in tmp_path.glob("*.ports") if p.stat().st_size],
+                           30, "nats-server to start")
+        url = json.loads(ports[0].read_text())["nats"][0]
+        res = subprocess.run([sys.executable, "-m", "jobmesh.gateway", "--nats", url,
+                              "--port", "0"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "JOBMESH_HOME": str(home)})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: JetStream is not enabled"), lines
+
+
 FAULT = """
 import asyncio, os
 from pathlib import Path
