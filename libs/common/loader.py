@@ -26,7 +26,7 @@ from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description",
             "slurm_dependencies"}
-WORKFLOW_KEYS = {"nodes", "dependencies", "name"}
+WORKFLOW_KEYS = {"nodes", "dependencies", "name", "layout"}  # layout: cloudmesh-cc's, ignored
 
 
 @dataclass
@@ -173,7 +173,7 @@ class _Builder:
         for key in wf:
             if key not in WORKFLOW_KEYS:
                 self.err(f"unknown key '{key}' under workflow:; allowed: nodes, dependencies, "
-                         "name",
+                         "name, layout",
                          "workflow", str(key))
         name = self._workflow_name(data)
         defaults = data.get("defaults") or {}
