@@ -349,3 +349,25 @@ def test_slurm_reads_srun_label_prefixes_and_the_script_log(slurm, tmp_path: Pat
     assert "0: # cloudmesh status=failed" in log
     assert jobs["labelled.sh"]["state"] == "FAILED" and jobs["labelled.sh"]["progress"] == 45
     assert jobs["side.sh"]["state"] == "SUCCEEDED" and jobs["side.sh"]["msg"] == "from-side.log"
+
+
+def test_layout_key_and_which_exec_values_name_a_file(tmp_path: Path) -> None:
+    from jobmesh.common.loader import load_workflow
+
+    write(tmp_path, "b.py", "print('b')\n")
+    wf = write(tmp_path, "style.yaml", """
+        workflow:
+          layout: 'dummy'
+          nodes:
+            file: {exec: b.py}
+            withargs: {exec: "./b.py --n 2"}
+            missing: {exec: nothere.py}
+            command: {exec: "python3 b.py"}
+            echo: {exec: "echo b.py"}
+          dependencies: []
+        """)
+    jobs = load_workflow(wf).workflow.jobs
+    assert jobs["file"].job_type == "py" and jobs["file"].script == str(tmp_path / "b.py")
+    assert jobs["withargs"].job_type == "py" and jobs["withargs"].args == ["--n", "2"]
+    for name in ("missing", "command", "echo"):  # stay command lines for bash
+        assert jobs[name].job_type == "exec" and jobs[name].script is None
