@@ -5,6 +5,7 @@ labels in place (no relayout per event). Very large workflows, or a machine with
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import platform
@@ -81,6 +82,7 @@ def _script_name(spec: Workflow, name: str) -> str:
         return script
 
 
+@functools.cache
 def _local_user() -> str:
     try:
         return getpass.getuser()
