@@ -301,9 +301,14 @@ def test_ssh_host_without_sftp_stages_runs_and_fetches(nosftp, tmp_path: Path,
     write(tmp_path, "data.txt", "payload\n")
     write(tmp_path, "copy.sh", "cp data.txt result.txt; echo copied >> result.txt\n"
           "jobmesh progress 50 -m halfway\n")
+    venv = kernel_venv(tmp_path / "kernelenv", with_ipykernel=True)
+    notebook(tmp_path / "nb.ipynb", "import sys\nfrom jobmesh import output",
+             "output('prefix', sys.prefix)")
     wf = write_workflow(tmp_path, "nosftp", {
         "copy.sh": lab.node(host, inputs=["data.txt"], outputs=["result.txt"]),
-        "fetch.py": lab.node(host), "train.py": lab.node(host)}, [])
+        "fetch.py": lab.node(host), "train.py": lab.node(host),
+        # jobmesh is not installed there: the notebook runner is shipped with the helpers
+        "nb.ipynb": lab.node(host, venv=str(venv))}, [])
     res = cli(home, "run", str(wf), timeout=90)
     assert res.returncode == 1, res.stderr + res.stdout  # train.py reports failed
     jobs = status(home, "nosftp")["jobs"]
@@ -311,6 +316,8 @@ def test_ssh_host_without_sftp_stages_runs_and_fetches(nosftp, tmp_path: Path,
     assert (tmp_path / "result.txt").read_text() == "payload\ncopied\n"
     assert jobs["fetch.py"]["msg"] == "from-fetch.log"
     assert jobs["train.py"]["state"] == "FAILED" and jobs["train.py"]["progress"] == 60
+    assert jobs["nb.ipynb"]["state"] == "SUCCEEDED", jobs["nb.ipynb"]
+    assert Path(jobs["nb.ipynb"]["outputs"]["prefix"]).resolve() == venv.resolve()
 
 
 # -- Slurm: srun --label prefixes and <script>.log -------------------------------------------
