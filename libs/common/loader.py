@@ -399,7 +399,7 @@ class _Builder:
                 self.err("give either 'exec:' or 'script:', not both", *path, "exec",
                          node=name, field="exec")
                 continue
-            self._exec_file(merged)
+            self._exec_file(name, merged, path)
             chain = merged.get("slurm_dependencies")
             if chain is not None and not isinstance(chain, bool):
                 self.err(f"'slurm_dependencies' must be true or false, not {chain!r}", *path,
@@ -431,7 +431,7 @@ class _Builder:
         if attrs.get("exec") is not None or not (self.base / f"{name}.sh").is_file():
             del attrs["script"]
 
-    def _exec_file(self, attrs: dict[str, Any]) -> None:
+    def _exec_file(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
         """cloudmesh-cc's ``exec: b.py``: a .sh, .py or .ipynb file in the workflow's folder
         runs as that script, by its type; words after it become its args."""
         cmd = attrs.get("exec")
@@ -442,7 +442,14 @@ class _Builder:
         if not words or not words[0].endswith(SCRIPT_SUFFIXES) or words[0].startswith(
                 ("/", "~")) or ".." in words[0].split("/"):
             return
-        if not (self.base / words[0]).is_file() or (len(words) > 1 and attrs.get("args")):
+        if not (self.base / words[0]).is_file():
+            if len(words) == 1 and "{" not in words[0]:
+                self.warnings.append(SpecIssue(
+                    self.file, self.lines.get(*path, "exec"), f"'{words[0]}' is not in the "
+                    "workflow's folder, so it runs as a command; put the file next to the "
+                    "workflow to run it as a script", node=name, field="exec"))
+            return
+        if len(words) > 1 and attrs.get("args"):
             return
         attrs["script"] = words[0]
         del attrs["exec"]

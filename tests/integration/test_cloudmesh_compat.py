@@ -373,8 +373,12 @@ def test_layout_key_and_which_exec_values_name_a_file(tmp_path: Path) -> None:
             echo: {exec: "echo b.py"}
           dependencies: []
         """)
-    jobs = load_workflow(wf).workflow.jobs
+    loaded = load_workflow(wf)
+    jobs = loaded.workflow.jobs
     assert jobs["file"].job_type == "py" and jobs["file"].script == str(tmp_path / "b.py")
     assert jobs["withargs"].job_type == "py" and jobs["withargs"].args == ["--n", "2"]
     for name in ("missing", "command", "echo"):  # stay command lines for bash
         assert jobs[name].job_type == "exec" and jobs[name].script is None
+    [warning] = [w for w in loaded.warnings if w.node == "missing"]
+    assert "'nothere.py' is not in the workflow's folder, so it runs as a command" in str(warning)
+    assert str(warning).startswith(f"{wf}:6: node 'missing' field 'exec'")
