@@ -37,7 +37,8 @@ def node_attrs(spec: Workflow, snap: WorkflowSnapshot, name: str,
     label_format), then the run's state. Pass ``parents`` (spec.parents()) and ``numbers``
     (job_numbers(spec)) when labelling many nodes: computing them per node is quadratic."""
     job, st = spec.jobs[name], snap.jobs.get(name) or JobStatus()
-    attrs: dict[str, Any] = {k: v for k, v in job.model_dump().items() if v is not None}
+    attrs: dict[str, Any] = dict(spec.variables)  # {VAR} in a label_format, as in a label
+    attrs.update({k: v for k, v in job.model_dump().items() if v is not None})
     attrs.update(job.extras)
     numbers = numbers if numbers is not None else job_numbers(spec)
     parents = parents if parents is not None else spec.parents()

@@ -229,8 +229,9 @@ def test_host_is_the_yaml_host_and_run_host_the_machine() -> None:
 
 
 def test_cm_variables_come_from_the_workflow() -> None:
-    spec = workflow(names=["a"], variables={"epochs": 5}, a={"label": "{cm.epochs} {cm.none}"})
-    assert graph.label_lines(spec, snapshot(spec), "a", 0) == ["5 N/A"]
+    spec = workflow(names=["a"], variables={"epochs": 5, "name": "v"},
+                    a={"label_format": "{cm.epochs} {cm.none} {epochs} {name}"})
+    assert graph.label_lines(spec, snapshot(spec), "a", 0) == ["5 N/A 5 a"]  # attrs win
 
 
 def test_style_empty_means_filled_and_none_means_filled_rounded() -> None:
