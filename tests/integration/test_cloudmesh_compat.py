@@ -382,3 +382,24 @@ def test_layout_key_and_which_exec_values_name_a_file(tmp_path: Path) -> None:
     [warning] = [w for w in loaded.warnings if w.node == "missing"]
     assert "'nothere.py' is not in the workflow's folder, so it runs as a command" in str(warning)
     assert str(warning).startswith(f"{wf}:6: node 'missing' field 'exec'")
+
+
+def test_progress_from_the_script_log_on_lsf_contract(tmp_path: Path, home: Path) -> None:
+    """Contract test (no LSF here): tests/fakelsf's bsub/bjobs print LSF's documented
+    formats and really run the jobs."""
+    from tests.conftest import ROOT
+
+    bindir = tmp_path / "lsfbin"
+    bindir.mkdir()
+    for cmd in ("bsub", "bjobs", "bkill"):
+        (bindir / cmd).symlink_to(ROOT / "tests" / "fakelsf" / "lsf.py")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}",
+           "FAKE_LSF_DIR": str(tmp_path / "lsfstate"), "JOBMESH_HOME": str(home)}
+    side_scripts(tmp_path)
+    where = {"kind": "lsf", "workdir": str(tmp_path / "lsf-runs")}
+    wf = write_workflow(tmp_path, "sidelsf", {"fetch.py": where, "train.py": where}, [])
+    res = cli(home, "run", str(wf), env=env, timeout=180)
+    assert res.returncode == 1, res.stderr
+    jobs = status(home, "sidelsf", env=env)["jobs"]
+    assert jobs["fetch.py"]["state"] == "SUCCEEDED" and jobs["fetch.py"]["msg"] == "from-fetch.log"
+    assert jobs["train.py"]["state"] == "FAILED" and jobs["train.py"]["progress"] == 60
