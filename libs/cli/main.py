@@ -103,8 +103,8 @@ def run(
     file: Path = typer.Argument(..., help="workflow YAML file"),
     parallel: int = typer.Option(0, "--parallel", "-p", help="jobs at once (default: cores)"),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="workflow name"),
-    restart: bool = typer.Option(False, "--restart", help="start afresh, forgetting the "
-                                 "state of an earlier run of this workflow"),
+    restart: bool = typer.Option(False, "--restart", help="rerun every job, reusing "
+                                 "nothing from earlier runs of this workflow"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no live view"),
     var: Optional[list[str]] = VarOption,
     allow_large: bool = LargeOption,
@@ -126,35 +126,50 @@ async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
     async with Stack(_home()) as stack:
         snap = await ops.snapshot(stack.js, wf.name)
         old = await ops.spec(stack.js, wf.name)
-        if snap is None or restart:
-            run_id, seq = await ops.submit(stack.js, wf, parallel)
-            err.print(f"[bold]{wf.name}[/]: run {run_id}, {len(wf.jobs)} jobs, up to "
-                      f"{parallel} at once", highlight=False)
-        elif old is not None and old.digest() != wf.digest():
-            raise UserError(f"workflow '{wf.name}' ran before from a different spec; use "
-                            "--restart to start it afresh, or --name to run it under another "
-                            "name")
-        elif snap.state is WorkflowState.SUCCEEDED:
-            err.print(f"{wf.name}: run {snap.run} already succeeded; --restart runs it again")
-            run_id, seq = snap.run, snap.seq
-        elif snap.state.terminal:
-            run_id = snap.run
-            seq = await ops.retry(stack.js, wf.name, run_id)
-            err.print(f"{wf.name}: rerunning the jobs of run {run_id} that did not succeed")
-        else:
+        changed = old is not None and old.digest() != wf.digest()
+        if snap is not None and not snap.state.terminal and not restart:
+            if changed:
+                raise UserError(f"workflow '{wf.name}' is still running (run {snap.run}) "
+                                "from a different spec; run the same file again to "
+                                "re-attach, or --restart to cancel it and start afresh", 1)
             run_id, seq = snap.run, 0
             err.print(f"{wf.name}: re-attaching to run {run_id}")
+        else:
+            # A new run; without --restart every job whose cache key matches a succeeded
+            # attempt of an earlier run is reused, not run (docs/workflows.md).
+            run_id, seq = await ops.submit(stack.js, wf, parallel, cache=not restart)
+            since = f"; reusing what it can from run {snap.run}" \
+                if snap is not None and not restart else ""
+            err.print(f"[bold]{wf.name}[/]: run {run_id}, {len(wf.jobs)} jobs, up to "
+                      f"{parallel} at once{since}", highlight=False)
         final = await _follow(stack, wf.name, run_id, seq, interrupted, quiet)
         if final is None:
             err.print(f"\n[yellow]interrupted[/]: jobs keep running. Run the same command "
                       f"again to re-attach, or 'jobmesh status {wf.name}'.")
             return 130
         out.print(view.final_table(final))
+        _reused(final, snap)
         if wf.dynamic:  # it grew while it ran: draw what ran
             wf = await ops.spec(stack.js, wf.name) or wf
         svg_path, state_path = _write_results(wf, final)
         err.print(f"graph: {svg_path}\nstate: {state_path}", highlight=False)
         return 0 if final.state is WorkflowState.SUCCEEDED else 1
+
+
+def _reused(final: WorkflowSnapshot, before: WorkflowSnapshot | None) -> None:
+    """Say how many jobs were reused from earlier runs and the run time that saved."""
+    cached = [j.cached_from for j in final.jobs.values() if j.cached_from]
+    if not cached:
+        return
+    saved = sum(c.get("seconds") or 0.0 for c in cached)
+    if len(cached) == len(final.jobs) and before is not None and \
+            before.state is WorkflowState.SUCCEEDED:
+        err.print(f"{final.name}: nothing changed since run {before.run}, which already "
+                  f"succeeded: all {len(cached)} jobs reused (saved {saved:.1f}s of run "
+                  "time); --restart runs them again", highlight=False)
+        return
+    err.print(f"{final.name}: {len(cached)} of {len(final.jobs)} jobs reused from earlier "
+              f"runs (saved {saved:.1f}s of run time)", highlight=False)
 
 
 async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asyncio.Event,

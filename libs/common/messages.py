@@ -40,6 +40,7 @@ class WorkflowSubmitted(Wire):
     spec: Workflow
     parallel: int = 1
     time: float
+    cache: bool = True  # reuse earlier runs' jobs whose cache key matches (not --restart)
 
     @field_serializer("spec")
     def _spec(self, spec: Workflow, info: FieldSerializationInfo) -> Any:
@@ -98,6 +99,8 @@ class JobReadied(_JobEvent):
     type: Literal["ready"] = "ready"
     pool: str | None = None
     native_deps: list[str] = Field(default_factory=list)  # Slurm --dependency terms
+    cache_key: str | None = None    # this attempt's cache key (scheduler/cache.py)
+    cached_from: str | None = None  # the earlier run it is reused from (no JobReady sent)
 
 
 class JobQueued(_JobEvent):
@@ -126,6 +129,9 @@ class JobSucceeded(_JobEvent):
     progress: float | None = None
     msg: str | None = None
     outputs: dict[str, Any] | None = None
+    reason: str | None = None  # "cached": not run, reused from an earlier run
+    # the reused attempt: {run, attempt, run_dir, host, seconds (its run time)}
+    cached_from: dict[str, Any] | None = None
 
 
 class JobFailed(_JobEvent):
@@ -203,6 +209,7 @@ class JobReady(Wire):
     # Submit now, waiting in the batch queue on these (e.g. "afterok:123"); see
     # services/scheduler/native.py.
     native_deps: list[str] = Field(default_factory=list)
+    cache_key: str | None = None  # recorded in the run directory's job.json
 
     @property
     def msg_id(self) -> str:
@@ -250,6 +257,7 @@ class JobStatus(Wire):
     history: list[dict[str, Any]] = Field(default_factory=list)
     benign: bool = False  # SKIPPED, but not a failure (condition false)
     iteration: int = 1    # the repeat loop's iteration
+    cached_from: dict[str, Any] | None = None  # reused, not run: JobSucceeded.cached_from
 
 
 class WorkflowSnapshot(Wire):

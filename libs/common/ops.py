@@ -31,12 +31,13 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
-async def submit(js: Any, workflow: Workflow, parallel: int, run: str | None = None
-                 ) -> tuple[str, int]:
-    """Submit a new run; returns (run id, stream sequence of the submission)."""
+async def submit(js: Any, workflow: Workflow, parallel: int, run: str | None = None,
+                 cache: bool = True) -> tuple[str, int]:
+    """Submit a new run; returns (run id, stream sequence of the submission). With
+    ``cache`` the run reuses earlier runs' jobs whose cache key matches."""
     run = run or new_run_id()
     msg = WorkflowSubmitted(workflow=workflow.name, run=run, spec=workflow,
-                            parallel=max(1, parallel), time=time.time())
+                            parallel=max(1, parallel), time=time.time(), cache=cache)
     seq = await bus.publish(js, subjects.workflow(workflow.name), msg,
                             msg_id=f"{workflow.name}.{run}")
     return run, seq

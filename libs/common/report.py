@@ -24,14 +24,22 @@ def job_json(snap: WorkflowSnapshot, name: str) -> dict[str, Any]:
         "reason": js.reason, "started": iso(js.started), "ended": iso(js.ended),
         "kind": js.kind, "host": js.host, "outputs": js.outputs, "run_dir": js.run_dir,
         "log": f"{js.run_dir}/job.log" if js.run_dir else None, "attempts": js.history,
+        "cached_from": js.cached_from,  # reused from an earlier run, not run
     }
+
+
+def reused(snap: WorkflowSnapshot) -> dict[str, Any]:
+    """How many jobs were reused from earlier runs and the run time that saved."""
+    cached = [j.cached_from for j in snap.jobs.values() if j.cached_from]
+    return {"jobs": len(cached),
+            "seconds": round(sum(c.get("seconds") or 0.0 for c in cached), 3)}
 
 
 def status_json(snap: WorkflowSnapshot) -> dict[str, Any]:
     counts = {k: v for k, v in snap.counts().items() if v}
     return {"name": snap.name, "run": snap.run, "state": snap.state.value,
             "created": iso(snap.created), "started": iso(snap.started),
-            "ended": iso(snap.ended), "counts": counts,
+            "ended": iso(snap.ended), "counts": counts, "reused": reused(snap),
             "jobs": {name: job_json(snap, name) for name in snap.jobs}}
 
 

@@ -83,6 +83,7 @@ class JobSpec(BaseModel):
     retries: int = 0
     retry_delay: float = 0.0
     allow_failure: bool = False
+    cache: bool = True  # reuse an earlier run's result when its cache key matches
     after: list[str] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)  # notebook parameters
     inputs: list[str] = Field(default_factory=list)   # files/globs staged into the run dir

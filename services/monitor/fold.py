@@ -199,6 +199,10 @@ class Fold:
                 js.msg = ev.msg
             if target is JobState.SUCCEEDED:
                 js.progress = 100.0
+                if getattr(ev, "cached_from", None):  # reused: show where it ran
+                    js.cached_from = ev.cached_from
+                    js.run_dir = js.run_dir or ev.cached_from.get("run_dir")
+                    js.host = ev.cached_from.get("host") or js.host
         after = self._classify(wf, ev.job, js, snap.cancel_requested)
         self.open[wf] += after[0] - before[0]
         self.spoil[wf] += after[1] - before[1]

@@ -18,10 +18,12 @@ from jobmesh.common.messages import (
     JobReady,
     JobsExpanded,
     JobSkipped,
+    JobSucceeded,
 )
 from jobmesh.common.settings import Settings
 from jobmesh.common.states import JobState
 
+from .cache import Reuse
 from .core import CancelRunning, ExpandJob, Instruction, MarkJob, ReleaseJob, SchedulerCore
 
 log = logging.getLogger("jobmesh.scheduler")
@@ -31,6 +33,7 @@ class SchedulerService:
     def __init__(self, settings: Settings, nc: Any | None = None):
         self.settings = settings
         self.core = SchedulerCore()
+        self.reuse = Reuse(self.core.cache)
         self._nc = nc
         self.replayed = False
 
@@ -74,22 +77,50 @@ class SchedulerService:
         await asyncio.gather(*(self._one(nc, js, i) for i in instructions
                                if not isinstance(i, ExpandJob)))
 
+    async def _release(self, js: Any, ins: ReleaseJob, now: float) -> None:
+        ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"
+        key, cached_from = ins.recorded or (None, None)
+        if ins.recorded is None and ins.keyed:
+            key = await self.reuse.key(ins.spec, ins.base_dir, ins.parent_keys)
+        # A decision in the log stands (a replay must not turn a job sent to run into a
+        # cached one): only a fresh release, or a recorded reuse, looks in the cache.
+        fresh = ins.recorded is None and ins.reuse
+        hit = await self.reuse.find(ins.workflow, ins.job, key, ins.spec, ins.base_dir) \
+            if key and (fresh or cached_from) else None
+        if hit is not None and (fresh or hit.run == cached_from):
+            self.core.released(ins.workflow, ins.run, ins.job, ins.attempt, key, hit.run,
+                               ins.spec.kind)
+            # Ready (with the key and the run it is reused from) before succeeded: the
+            # log then says, even after a crash between the two, that nothing was sent.
+            await bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
+                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                pool=ins.pool, cache_key=key, cached_from=hit.run, time=now),
+                msg_id=ident + ".ready")
+            await bus.publish(js, subjects.events(ins.workflow, ins.job), JobSucceeded(
+                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                exit_code=0, progress=100.0, msg=f"reused from run {hit.run}",
+                outputs=hit.outputs or None, reason="cached", cached_from=hit.described(),
+                time=time.time()), msg_id=ident + ".cached")
+            return
+        self.core.released(ins.workflow, ins.run, ins.job, ins.attempt, key, None,
+                           ins.spec.kind)
+        job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                       pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now,
+                       native_deps=list(ins.native_deps), cache_key=key)
+        # Both at once (one write, acks awaited together). Either order is safe: a
+        # replay re-sends a READY job's JobReady, and one without its ready event is
+        # released again under the same message id.
+        await asyncio.gather(
+            bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
+                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
+                pool=ins.pool, native_deps=list(ins.native_deps), cache_key=key, time=now),
+                msg_id=ident + ".ready"),
+            bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id))
+
     async def _one(self, nc: Any, js: Any, ins: Instruction) -> None:
         now = time.time()
         if isinstance(ins, ReleaseJob):
-            ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"
-            job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                           pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now,
-                           native_deps=list(ins.native_deps))
-            # Both at once (one write, acks awaited together). Either order is safe: a
-            # replay re-sends a READY job's JobReady, and one without its ready event is
-            # released again under the same message id.
-            await asyncio.gather(
-                bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
-                    workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                    pool=ins.pool, native_deps=list(ins.native_deps), time=now),
-                    msg_id=ident + ".ready"),
-                bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id))
+            await self._release(js, ins, now)
         elif isinstance(ins, MarkJob):
             common = dict(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
                           time=now)

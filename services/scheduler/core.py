@@ -25,11 +25,14 @@ from jobmesh.common.messages import (
     WorkflowRetryRequested,
     WorkflowSubmitted,
 )
-from jobmesh.common.placeholders import MissingOutput, substitute
+from jobmesh.common.names import InvalidName, check_pool
+from jobmesh.common.placeholders import MissingOutput, PlaceholderError, substitute
+from jobmesh.common.safety import UnsafeValue, check_line
 from jobmesh.common.spec import JobSpec, retry_delay, will_retry
 from jobmesh.common.states import JobState, should_apply
 
 from . import native
+from .cache import CacheIndex
 from .flow import (
     CANCEL_RESEND,
     CancelRunning,
@@ -54,6 +57,7 @@ class WorkflowRun(ControlFlow):
         self.base_dir = sub.spec.base_dir
         self.variables = dict(sub.spec.variables)
         self.allow_large = sub.spec.allow_large
+        self.reuse = sub.cache  # reuse earlier runs' jobs (cache.py); not with --restart
         parents, children = sub.spec.parents(), sub.spec.children()
         self.jobs: dict[str, Job] = {
             n: Job(s, parents[n], children[n], unmet=len(parents[n]))
@@ -112,8 +116,10 @@ class WorkflowRun(ControlFlow):
     def _native(self, name: str, job: Job, ev: JobEvent) -> None:
         """Remember a batch job id (its children may chain on it) and, after a replay, the
         dependencies a job was released with."""
-        if isinstance(ev, JobReadied) and ev.native_deps:
-            job.native_deps = tuple(ev.native_deps)
+        if isinstance(ev, JobReadied):
+            job.readied, job.cache_key, job.cached_from = True, ev.cache_key, ev.cached_from
+            if ev.native_deps:
+                job.native_deps = tuple(ev.native_deps)
         nid = getattr(ev, "native_id", None)
         if nid and nid != job.native:
             job.native = nid
@@ -274,6 +280,7 @@ class WorkflowRun(ControlFlow):
         self.due.discard(name)
         job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, {}
         job.native, job.native_deps = None, ()
+        job.readied, job.cache_key, job.cached_from = False, None, None
         if iteration is not None:
             job.iteration, job.first_attempt = iteration, attempt
         job.not_before = not_before
@@ -335,15 +342,33 @@ class WorkflowRun(ControlFlow):
             self._set(name, JobState.FAILED)
             return MarkJob(self.name, self.run, name, job.attempt, JobState.FAILED,
                            f"parent '{exc.job}' has no output '{exc.key}'")
+        except (PlaceholderError, InvalidName, UnsafeValue) as exc:  # data that cannot go there
+            self._set(name, JobState.FAILED)
+            return MarkJob(self.name, self.run, name, job.attempt, JobState.FAILED, str(exc))
+        parent_keys = tuple((p, self._key_of(self.jobs[p])) for p in job.parents)
         return ReleaseJob(self.name, self.run, name, job.attempt, job.spec.pool_name, spec,
-                          self.base_dir, job.native_deps)
+                          self.base_dir, job.native_deps, parent_keys,
+                          keyed=job.spec.cache and not job.native_deps,
+                          reuse=self.reuse and not job.native_deps,
+                          recorded=(job.cache_key, job.cached_from) if job.readied else None)
+
+    @staticmethod
+    def _key_of(parent: Job) -> str | None:
+        """What a parent adds to its child's cache key: its own key when it succeeded;
+        a condition-false skip is a fact of its own; anything else makes the child
+        keyless (it runs)."""
+        if parent.state is JobState.SUCCEEDED:
+            return parent.cache_key
+        if parent.state is JobState.SKIPPED and parent.benign:
+            return "skipped (condition false)"
+        return None
 
     def _resolve(self, job: Job) -> JobSpec:
         outputs = {p: self.jobs[p].outputs for p in job.parents}
         s = job.spec
         update: dict[str, Any] = {}
         if s.exec is not None:
-            update["exec"] = substitute(s.exec, outputs, self.variables)
+            update["exec"] = substitute(s.exec, outputs, self.variables, shell=True)
         if s.args:
             update["args"] = [substitute(a, outputs, self.variables) for a in s.args]
         if s.env:
@@ -354,6 +379,10 @@ class WorkflowRun(ControlFlow):
                 update[key] = substitute(value, outputs, self.variables)
         extras = {k: substitute(v, outputs, self.variables) for k, v in s.extras.items()
                   if isinstance(v, str) and "{" in v and k != "label"}
+        check_pool(s.pool_name)
+        for key, value in {**extras, **{k: update.get(k) for k in ("host", "user")}}.items():
+            if isinstance(value, str):
+                check_line(value, f"'{key}'")
         if extras:
             return s.model_copy(update={**update, **extras})
         return s.model_copy(update=update) if update else s
@@ -391,12 +420,15 @@ class SchedulerCore:
         self.runs: dict[str, WorkflowRun] = {}
         self.dirty: set[str] = set()
         self.stale: list[WorkflowRun] = []  # replaced runs whose active jobs get canceled
+        self.cache = CacheIndex()  # succeeded attempts of every run, by cache key
 
     def apply(self, msg: Any) -> None:
         wf = getattr(msg, "workflow", None)
         if wf is None:
             return
         run = self.runs.get(wf)
+        job = run.jobs.get(getattr(msg, "job", "")) if run is not None else None
+        self.cache.apply(msg, job.spec.kind if job is not None else None)
         if isinstance(msg, WorkflowSubmitted):
             if run is not None and run.run == msg.run:
                 return
@@ -424,6 +456,18 @@ class SchedulerCore:
         else:
             run.apply_event(msg)
         self.dirty.add(wf)
+
+    def released(self, wf: str, run: str, job: str, attempt: int, key: str | None,
+                 cached_from: str | None, kind: str) -> None:
+        """The shell decided a release (its key, and whether it is reused): recorded now,
+        as its ready event will be, so a child released before that event is read back
+        already sees its parent's key."""
+        self.cache.apply(JobReadied(workflow=wf, run=run, job=job, attempt=attempt,
+                                    cache_key=key, cached_from=cached_from, time=0.0), kind)
+        r = self.runs.get(wf)
+        j = r.jobs.get(job) if r is not None and r.run == run else None
+        if j is not None and j.attempt == attempt:
+            j.readied, j.cache_key, j.cached_from = True, key, cached_from
 
     def reconcile(self) -> None:
         """After a replay: everything may need a decision, and READY jobs are sent again

@@ -44,6 +44,13 @@ class ReleaseJob:
     spec: JobSpec
     base_dir: str
     native_deps: tuple[str, ...] = ()  # Slurm --dependency terms (native.py)
+    # Caching (cache.py): the parents' keys (a None makes this job keyless), whether it
+    # may have a key at all, whether this run reuses earlier ones (not --restart), and
+    # the decision a ready event in the log recorded already: (key, cached_from run).
+    parent_keys: tuple[tuple[str, str | None], ...] = ()
+    keyed: bool = False
+    reuse: bool = False
+    recorded: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class Job:
     repeat_why: str = ""
     native: str | None = None   # the batch system's id of the current attempt
     native_deps: tuple[str, ...] = ()  # released before its parents ended (native.py)
+    readied: bool = False  # the current attempt's ready event is in the log
+    cache_key: str | None = None    # ... with this key
+    cached_from: str | None = None  # ... reused from this earlier run
 
 
 class ControlFlow:

@@ -1,0 +1,177 @@
+"""Reusing the jobs of earlier runs (docs/workflows.md#resume-and-caching).
+
+``CacheIndex`` is pure: the core feeds it the EVENTS log, and it remembers, per workflow
+and job, the succeeded attempts and their cache keys (from each attempt's ``ready``
+event), where they ran and what they output. A replayed scheduler rebuilds it from the
+log, so it holds only what the log says durably.
+
+``Reuse`` is part of the scheduler's shell: before a job is released it computes the
+job's key (reading its script and inputs, ``jobmesh.common.cachekey``) and, when the
+index knows a succeeded attempt with that key, checks the facts in that attempt's run
+directory before reusing it: its ``exit`` file says 0 and its ``job.json`` records the
+same key. Its ``outputs:`` files are then copied from that run directory into the
+workflow's folder. A run directory that is not on this machine (an SSH or batch job's)
+cannot be read here: such a job is reused on the log's word only when it declares no
+``outputs:`` files, and otherwise runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobmesh.common.cachekey import FileDigests, Unkeyable, input_files, job_key
+from jobmesh.common.messages import (
+    JobCanceled,
+    JobFailed,
+    JobProgressed,
+    JobReadied,
+    JobSkipped,
+    JobStarted,
+    JobSucceeded,
+    WorkflowDeleted,
+)
+from jobmesh.common.spec import JobSpec
+
+KEEP = 4  # keys remembered per job: the latest few versions of it
+EARLY = 1000  # successes remembered while their ready event may still come
+
+
+@dataclass
+class Entry:
+    """One succeeded attempt that can stand in for a later one with the same key."""
+    key: str
+    run: str
+    attempt: int
+    kind: str
+    run_dir: str | None = None
+    host: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def described(self) -> dict[str, Any]:
+        seconds = (self.ended - self.started) if self.started and self.ended else None
+        return {"run": self.run, "attempt": self.attempt, "run_dir": self.run_dir,
+                "host": self.host, "seconds": round(seconds, 3) if seconds else None}
+
+
+class CacheIndex:
+    """Succeeded attempts by (workflow, job, key), folded from the log. Pure."""
+
+    def __init__(self) -> None:
+        self.flying: dict[tuple[str, str, str, int], Entry] = {}
+        self.done: dict[str, dict[str, OrderedDict[str, Entry]]] = {}
+        # Successes logged before their ready event (the two are published concurrently):
+        self.early: OrderedDict[tuple[str, str, str, int], JobSucceeded] = OrderedDict()
+
+    def apply(self, msg: Any, kind: str | None = None) -> None:
+        """Record one message; ``kind`` is the job's kind (for ``ready`` events)."""
+        wf = getattr(msg, "workflow", None)
+        if isinstance(msg, WorkflowDeleted):
+            self.done.pop(wf, None)
+            return
+        if not isinstance(msg, (JobReadied, JobStarted, JobProgressed, JobSucceeded,
+                                JobFailed, JobCanceled, JobSkipped)):
+            return
+        ident = (msg.workflow, msg.run, msg.job, msg.attempt)
+        if isinstance(msg, JobReadied):
+            if msg.cache_key and not msg.cached_from and ident not in self.flying:
+                self.flying[ident] = Entry(msg.cache_key, msg.run, msg.attempt,
+                                           kind or "local")
+                early = self.early.pop(ident, None)
+                if early is not None:
+                    self.apply(early)
+            return
+        entry = self.flying.get(ident)
+        if entry is None:
+            if isinstance(msg, JobSucceeded) and not msg.cached_from:
+                self.early[ident] = msg
+                while len(self.early) > EARLY:
+                    self.early.popitem(last=False)
+            return
+        if isinstance(msg, JobStarted):
+            entry.run_dir = msg.run_dir or entry.run_dir
+            entry.host = msg.host or entry.host
+            entry.started = entry.started or msg.time
+        elif isinstance(msg, JobProgressed):
+            entry.outputs.update(msg.outputs or {})
+        else:
+            del self.flying[ident]
+            if isinstance(msg, JobSucceeded) and not msg.cached_from:
+                entry.outputs.update(msg.outputs or {})
+                entry.ended = msg.time
+                jobs = self.done.setdefault(msg.workflow, {})
+                keys = jobs.setdefault(msg.job, OrderedDict())
+                keys.pop(entry.key, None)
+                keys[entry.key] = entry
+                while len(keys) > KEEP:
+                    keys.popitem(last=False)
+
+    def lookup(self, wf: str, job: str, key: str) -> Entry | None:
+        return self.done.get(wf, {}).get(job, {}).get(key)
+
+
+class Reuse:
+    """The shell's half: compute keys and check what the index offers against files."""
+
+    def __init__(self, index: CacheIndex):
+        self.index = index
+        self.digests = FileDigests()
+
+    async def key(self, spec: JobSpec, base_dir: str,
+                  parents: tuple[tuple[str, str | None], ...]) -> str | None:
+        if not spec.script and not spec.inputs:  # nothing to read: no thread needed
+            return job_key(spec, base_dir, parents, self.digests)
+        return await asyncio.to_thread(job_key, spec, base_dir, parents, self.digests)
+
+    async def find(self, wf: str, job: str, key: str, spec: JobSpec,
+                   base_dir: str) -> Entry | None:
+        """A succeeded earlier attempt with this key whose durable facts hold, with its
+        output files staged into the workflow's folder; None means run the job."""
+        entry = self.index.lookup(wf, job, key)
+        if entry is None:
+            return None
+        ok = await asyncio.to_thread(_usable, entry, spec, base_dir)
+        return entry if ok else None
+
+
+def _usable(entry: Entry, spec: JobSpec, base_dir: str) -> bool:
+    rdir = Path(entry.run_dir) if entry.run_dir else None
+    if rdir is None or not rdir.is_dir():
+        # Not on this machine: an SSH or batch job's run directory is read over there.
+        return entry.kind != "local" and not spec.outputs
+    if _read(rdir / "exit").strip() != "0":
+        return False
+    try:
+        recorded = json.loads(_read(rdir / "job.json") or "{}").get("cache_key")
+    except ValueError:
+        return False
+    if recorded != entry.key:
+        return False
+    return _restage(rdir, spec, Path(base_dir))
+
+
+def _restage(rdir: Path, spec: JobSpec, base: Path) -> bool:
+    """Copy the declared outputs from the earlier run directory into the workflow's
+    folder, as the executor did when that attempt succeeded."""
+    try:
+        for rel in input_files(rdir, spec.outputs):
+            dest = base / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(rdir / rel, dest)
+    except (Unkeyable, OSError):
+        return False
+    return True
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
