@@ -24,8 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from .names import InvalidName, check_job
-from .placeholders import substitute_vars
+from .placeholders import PlaceholderError, substitute_vars
 from .ranges import expand as expand_range
 from .spec import JobSpec
 
@@ -157,9 +159,9 @@ def instance_names(node: str, combos: list[dict[str, Any]]) -> list[str]:
     return [f"{node}-{i}" for i in range(1, len(combos) + 1)]
 
 
-def _sub(value: Any, params: dict[str, Any]) -> Any:
+def _sub(value: Any, params: dict[str, Any], shell: bool = False) -> Any:
     if isinstance(value, str):
-        return substitute_vars(value, params)
+        return substitute_vars(value, params, shell)
     if isinstance(value, list):
         return [_sub(v, params) for v in value]
     if isinstance(value, dict):
@@ -181,9 +183,18 @@ def instances(spec: JobSpec, combos: list[dict[str, Any]]) -> dict[str, JobSpec]
     base = spec.model_dump(exclude={"foreach", "foreach_mode"})
     for name, combo in zip(instance_names(spec.name, combos), combos):
         params = {**spec.params, **combo}
-        data = {k: (v if k in NOT_BAKED else _sub(v, params)) for k, v in base.items()}
-        data.update(name=name, params=params, foreach_of=spec.name)
-        out[name] = JobSpec.model_validate(data)
+        try:  # exec is a shell command: a value goes in as one quoted word
+            data = {k: (v if k in NOT_BAKED else _sub(v, params, k == "exec"))
+                    for k, v in base.items()}
+            data.update(name=name, params=params, foreach_of=spec.name)
+            out[name] = JobSpec.model_validate(data)
+        except PlaceholderError as exc:
+            raise ExpandError(f"job '{name}': {exc}", "exec") from None
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            fld = ".".join(str(x) for x in e["loc"]) or "foreach"
+            raise ExpandError(f"job '{name}': {fld}: {e['msg'].removeprefix('Value error, ')}",
+                              str(e["loc"][0]) if e["loc"] else "foreach") from None
     return out
 
 
@@ -319,7 +330,12 @@ def expand_static(jobs: dict[str, JobSpec], edges: list[tuple[str, str]],
         if name not in plans:
             out[name] = spec
             continue
-        made = instances(spec, combinations(plans[name], spec.foreach_mode))
+        try:
+            made = instances(spec, combinations(plans[name], spec.foreach_mode))
+        except ExpandError as exc:
+            issues.append((name, exc.field, str(exc)))
+            clash = True
+            continue
         expanded[name] = list(made)
         for n, job in made.items():
             if n in jobs or n in out:

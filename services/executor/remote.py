@@ -243,7 +243,7 @@ class RemoteExecutor(Executor):
             py = f"{job.spec.venv}/bin/python" if job.spec.venv else str(
                 job.spec.extras.get("python") or "python3")
             check = (f"command -v {shlex.quote(py)} >/dev/null 2>&1 || "
-                     f"{{ echo 'MISSING {py}'; exit 90; }}; ")
+                     f"{{ echo MISSING {shlex.quote(py)}; exit 90; }}; ")
         return f"{check}(setsid /bin/sh ./wrapper.sh </dev/null >/dev/null 2>&1 &)"
 
     def _report_cmd(self) -> str:

@@ -511,7 +511,8 @@ def test_outputs_of_parents_are_substituted() -> None:
     sim.ev(JobProgressed, "b", progress=50, outputs={"files": ["x.csv", "y.csv"]})
     sim.ev(JobSucceeded, "b", outputs={"p": "/data"})
     (rel,) = sim.step()
-    assert rel.spec.exec == 'run 42 ["x.csv","y.csv"] fast ${HOME} {x}'
+    # in exec each value is one quoted shell word (docs/workflows.md#placeholder-quoting)
+    assert rel.spec.exec == 'run 42 \'["x.csv","y.csv"]\' fast ${HOME} {x}'
     assert rel.spec.args == ["--n=42"]
     assert rel.spec.env == {"P": "/data"}
     # the workflow's own spec is not changed
@@ -529,3 +530,94 @@ def test_missing_output_fails_the_job() -> None:
     assert out[0].reason == "parent 'a' has no output 'n'"
     assert sim.state("b") is JobState.FAILED
     assert sim.core.runs["w"].active == 0
+
+
+# -- caching: keys on releases, the index of succeeded attempts (scheduler/cache.py) -----
+
+def released(sim: Sim, rel: ReleaseJob, key: str | None, cached_from: str | None = None
+             ) -> None:
+    """What the shell does with a release: record its key, then log its ready event."""
+    sim.core.released(rel.workflow, rel.run, rel.job, rel.attempt, key, cached_from, "local")
+    sim.feed(JobReadied(workflow=rel.workflow, run=rel.run, job=rel.job, attempt=rel.attempt,
+                        cache_key=key, cached_from=cached_from, time=1.0))
+
+
+def test_release_carries_parent_keys_and_cache_flags() -> None:
+    sim = Sim(workflow([("a", "b"), ("b", "c")], b={"cache": False}))
+    (rel_a,) = sim.core.decide(1.0)
+    assert (rel_a.keyed, rel_a.reuse, rel_a.parent_keys, rel_a.recorded) == (
+        True, True, (), None)
+    released(sim, rel_a, "ka")
+    sim.done("a")
+    (rel_b,) = sim.core.decide(1.0)
+    assert rel_b.parent_keys == (("a", "ka"),) and rel_b.keyed is False
+    released(sim, rel_b, None)  # cache: false has no key ...
+    sim.done("b")
+    (rel_c,) = sim.core.decide(1.0)
+    assert rel_c.parent_keys == (("b", None),)  # ... so its children have none either
+
+
+def test_a_restart_computes_keys_but_reuses_nothing() -> None:
+    spec = workflow(names=["a"])
+    core = SchedulerCore()
+    core.apply(WorkflowSubmitted(workflow="w", run="r2", spec=spec, time=0.0, cache=False))
+    (rel,) = core.decide(1.0)
+    assert rel.keyed is True and rel.reuse is False
+
+
+def test_a_replayed_scheduler_keeps_the_decision_in_the_log() -> None:
+    sim = Sim(workflow([("a", "b")]))
+    (rel_a,) = sim.core.decide(1.0)
+    released(sim, rel_a, "ka", cached_from="r0")  # crash before the succeeded event
+    core = SchedulerCore()
+    for msg in sim.log:
+        core.apply(msg)
+    core.reconcile()
+    (again,) = core.decide(2.0)
+    assert again.job == "a" and again.recorded == ("ka", "r0")
+
+
+def index_after(*events: Any) -> Any:
+    from jobmesh.scheduler.cache import CacheIndex
+
+    index = CacheIndex()
+    for e in events:
+        index.apply(e, "local")
+    return index
+
+
+def ids(job: str = "b", attempt: int = 1, run: str = "r1") -> dict[str, Any]:
+    return {"workflow": "w", "run": run, "job": job, "attempt": attempt, "time": 1.0}
+
+
+def test_a_failed_attempt_is_never_indexed_a_retried_success_is() -> None:
+    index = index_after(
+        JobReadied(**ids(), cache_key="k"), JobStarted(**ids(), run_dir="/x/1"),
+        JobFailed(**ids(), exit_code=1),
+    )
+    assert index.lookup("w", "b", "k") is None
+    index = index_after(
+        JobReadied(**ids(), cache_key="k"), JobFailed(**ids(), exit_code=1),
+        JobReadied(**ids(attempt=2), cache_key="k"),
+        JobStarted(**ids(attempt=2), run_dir="/x/2", time=1.0),
+        JobProgressed(**ids(attempt=2), outputs={"n": 1}),
+        JobSucceeded(**{**ids(attempt=2), "time": 4.0}, outputs={"m": 2}),
+    )
+    hit = index.lookup("w", "b", "k")
+    assert hit is not None and (hit.run, hit.attempt, hit.run_dir) == ("r1", 2, "/x/2")
+    assert hit.outputs == {"n": 1, "m": 2} and hit.described()["seconds"] == 3.0
+
+
+def test_a_reused_success_is_not_indexed_again_and_order_does_not_matter() -> None:
+    index = index_after(
+        JobReadied(**ids(run="r2"), cache_key="k", cached_from="r1"),
+        JobSucceeded(**ids(run="r2"), reason="cached", cached_from={"run": "r1"}),
+    )
+    assert index.lookup("w", "b", "k") is None
+    # the executor's succeeded event logged before the scheduler's ready event
+    index = index_after(JobSucceeded(**ids(), outputs={"n": 1}),
+                        JobReadied(**ids(), cache_key="k"))
+    hit = index.lookup("w", "b", "k")
+    assert hit is not None and hit.outputs == {"n": 1}
+    index.apply(WorkflowDeleted(workflow="w", run="r1", time=2.0))
+    assert index.lookup("w", "b", "k") is None
