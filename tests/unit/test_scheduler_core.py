@@ -534,7 +534,7 @@ def test_missing_output_fails_the_job() -> None:
 
 # -- caching: keys on releases, the index of succeeded attempts (scheduler/cache.py) -----
 
-def released(sim: Sim, rel: ReleaseJob, key: str | None, cached_from: str | None = None
+def shell_released(sim: Sim, rel: ReleaseJob, key: str | None, cached_from: str | None = None
              ) -> None:
     """What the shell does with a release: record its key, then log its ready event."""
     sim.core.released(rel.workflow, rel.run, rel.job, rel.attempt, key, cached_from, "local")
@@ -547,11 +547,11 @@ def test_release_carries_parent_keys_and_cache_flags() -> None:
     (rel_a,) = sim.core.decide(1.0)
     assert (rel_a.keyed, rel_a.reuse, rel_a.parent_keys, rel_a.recorded) == (
         True, True, (), None)
-    released(sim, rel_a, "ka")
+    shell_released(sim, rel_a, "ka")
     sim.done("a")
     (rel_b,) = sim.core.decide(1.0)
     assert rel_b.parent_keys == (("a", "ka"),) and rel_b.keyed is False
-    released(sim, rel_b, None)  # cache: false has no key ...
+    shell_released(sim, rel_b, None)  # cache: false has no key ...
     sim.done("b")
     (rel_c,) = sim.core.decide(1.0)
     assert rel_c.parent_keys == (("b", None),)  # ... so its children have none either
@@ -568,7 +568,7 @@ def test_a_restart_computes_keys_but_reuses_nothing() -> None:
 def test_a_replayed_scheduler_keeps_the_decision_in_the_log() -> None:
     sim = Sim(workflow([("a", "b")]))
     (rel_a,) = sim.core.decide(1.0)
-    released(sim, rel_a, "ka", cached_from="r0")  # crash before the succeeded event
+    shell_released(sim, rel_a, "ka", cached_from="r0")  # crash before the succeeded event
     core = SchedulerCore()
     for msg in sim.log:
         core.apply(msg)
@@ -599,7 +599,7 @@ def test_a_failed_attempt_is_never_indexed_a_retried_success_is() -> None:
     index = index_after(
         JobReadied(**ids(), cache_key="k"), JobFailed(**ids(), exit_code=1),
         JobReadied(**ids(attempt=2), cache_key="k"),
-        JobStarted(**ids(attempt=2), run_dir="/x/2", time=1.0),
+        JobStarted(**ids(attempt=2), run_dir="/x/2"),
         JobProgressed(**ids(attempt=2), outputs={"n": 1}),
         JobSucceeded(**{**ids(attempt=2), "time": 4.0}, outputs={"m": 2}),
     )
