@@ -1,0 +1,220 @@
+"""Resume: a run after a change reruns only what changed (scheduler/cache.py), on the real
+embedded stack, as separate services with a scheduler killed mid-run, and over REST."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import cli, wait_until, write_workflow
+
+pytestmark = pytest.mark.integration
+
+
+def count(job: str, where: str = "$JOBMESH_WORKFLOW_DIR") -> str:
+    return f'echo x >> "{where}/{job}.count"'
+
+
+def chain(folder: Path, c_cmd: str = "echo C1", b_cache: bool | None = None,
+          where: str = "$JOBMESH_WORKFLOW_DIR", **top: Any) -> Path:
+    """A -> B -> C; B reads b.in and writes b.out; C uses B's output value."""
+    b: dict[str, Any] = {"exec": count("B", where) + '; cat b.in > b.out; echo "# jobmesh output '
+                         'size=$(wc -c < b.in)"', "inputs": ["b.in"], "outputs": ["b.out"]}
+    if b_cache is not None:
+        b["cache"] = b_cache
+    if not (folder / "b.in").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "b.in").write_text("first\n")
+    return write_workflow(folder, "chain", {
+        "A": {"exec": count("A", where)},
+        "B": b,
+        "C": {"exec": count("C", where) + f"; {c_cmd} {{parents.B.outputs.size}}"},
+    }, ["A,B,C"], **top)
+
+
+def counts(folder: Path) -> dict[str, int]:
+    return {j: len((folder / f"{j}.count").read_text().split()) if (
+        folder / f"{j}.count").exists() else 0 for j in "ABC"}
+
+
+def status(home: Path) -> dict[str, Any]:
+    res = cli(home, "status", "chain", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def run_ok(home: Path, wf: Path, *extra: str) -> str:
+    res = cli(home, "run", str(wf), "-q", *extra)
+    assert res.returncode == 0, res.stderr + res.stdout
+    return res.stderr
+
+
+def test_chain_reruns_only_what_changed(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "wf"
+    wf = chain(folder)
+    run_ok(home, wf)
+    first = status(home)
+    assert counts(folder) == {"A": 1, "B": 1, "C": 1}
+
+    chain(folder, c_cmd="echo C2")  # C's command changed: only C runs
+    said = run_ok(home, wf)
+    assert counts(folder) == {"A": 1, "B": 1, "C": 2}
+    assert "2 of 3 jobs reused" in said
+    doc = status(home)
+    for job in "AB":
+        assert doc["jobs"][job]["state"] == "SUCCEEDED"
+        assert doc["jobs"][job]["reason"] == "cached"
+        assert doc["jobs"][job]["cached_from"]["run"] == first["run"]
+        assert doc["jobs"][job]["run_dir"] == first["jobs"][job]["run_dir"]
+    assert doc["jobs"]["B"]["outputs"] == {"size": 6}  # B's output value passed on
+    assert doc["jobs"]["C"]["reason"] is None and doc["jobs"]["C"]["cached_from"] is None
+    assert doc["reused"]["jobs"] == 2
+
+    (folder / "b.in").write_text("second!\n")  # B's input changed: B and C run
+    run_ok(home, wf)
+    assert counts(folder) == {"A": 1, "B": 2, "C": 3}
+    assert (folder / "b.out").read_text() == "second!\n"
+
+    (folder / "b.out").unlink()  # nothing changed: nothing runs, B's file is staged back
+    said = run_ok(home, wf)
+    assert counts(folder) == {"A": 1, "B": 2, "C": 3}
+    assert "already succeeded" in said and "all 3 jobs reused" in said
+    assert (folder / "b.out").read_text() == "second!\n"
+
+    run_ok(home, wf, "--restart")  # reruns all three
+    assert counts(folder) == {"A": 2, "B": 3, "C": 4}
+    assert status(home)["reused"]["jobs"] == 0
+
+
+def test_cache_false_on_a_node_or_in_defaults_always_reruns(tmp_path: Path,
+                                                           home: Path) -> None:
+    folder = tmp_path / "wf"
+    wf = chain(folder, b_cache=False)
+    run_ok(home, wf)
+    run_ok(home, wf)
+    assert counts(folder) == {"A": 1, "B": 2, "C": 2}
+    wf = chain(folder, defaults={"cache": False})
+    run_ok(home, wf)
+    run_ok(home, wf)
+    assert counts(folder) == {"A": 3, "B": 4, "C": 4}
+
+
+def test_cache_must_be_true_or_false(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "wf"
+    wf = chain(folder)
+    data = yaml.safe_load(wf.read_text())
+    data["workflow"]["nodes"]["B"]["cache"] = "sometimes"
+    wf.write_text(yaml.safe_dump(data))
+    res = cli(home, "validate", str(wf))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "node 'B'" in res.stderr and "cache" in res.stderr
+
+
+def test_failed_jobs_are_never_reused_retried_successes_are(tmp_path: Path,
+                                                            home: Path) -> None:
+    flaky = count("A") + '; [ "$(wc -l < "$JOBMESH_WORKFLOW_DIR/A.count")" -ge 2 ]'
+    wf = write_workflow(tmp_path, "chain", {
+        "A": {"exec": flaky, "retries": 1},
+        "B": {"exec": count("B") + '; test -e "$JOBMESH_WORKFLOW_DIR/fixed"'},
+        "C": {"exec": count("C")},
+    }, ["A,B,C"])
+    assert cli(home, "run", str(wf), "-q").returncode == 1
+    assert counts(tmp_path) == {"A": 2, "B": 1, "C": 0}
+    (tmp_path / "fixed").touch()
+    run_ok(home, wf)
+    assert counts(tmp_path) == {"A": 2, "B": 2, "C": 1}  # A's second attempt reused
+    doc = status(home)
+    assert doc["jobs"]["A"]["reason"] == "cached" and doc["jobs"]["A"]["cached_from"][
+        "attempt"] == 2
+
+
+def test_a_hit_needs_the_earlier_run_directory_to_agree(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "wf"
+    wf = chain(folder)
+    run_ok(home, wf)
+    a_dir = Path(status(home)["jobs"]["A"]["run_dir"])
+    (a_dir / "exit").write_text("1\n")  # the durable record says A did not succeed
+    run_ok(home, wf)
+    # A runs again (same key), so B and C, whose keys did not change, are still reused.
+    assert counts(folder) == {"A": 2, "B": 1, "C": 1}
+
+
+def test_a_scheduler_killed_mid_run_reruns_nothing_twice(tmp_path: Path, bus: Any,
+                                                         services: Any) -> None:
+    folder = tmp_path / "wf"
+    wait = 'while [ ! -e "$JOBMESH_WORKFLOW_DIR/go" ]; do sleep 0.05; done'
+    wf = chain(folder, c_cmd=wait + "; echo")
+    for name in ("scheduler", "monitor", "executor"):
+        services.start(name)
+    (folder / "go").touch()
+    bus.submit(wf)
+    first = bus.wait("chain", lambda s: s.state.terminal, 60, "the first run")
+    assert first.state.value == "SUCCEEDED" and counts(folder) == {"A": 1, "B": 1, "C": 1}
+    (folder / "go").unlink()
+    chain(folder, c_cmd=wait + "; echo changed")
+    bus.submit(wf)
+    wait_until(lambda: counts(folder)["C"] == 2, 60, "C to run again")
+    services.kill("scheduler", signal.SIGKILL)
+    services.start("scheduler")
+    (folder / "go").touch()
+    snap = bus.wait("chain", lambda s: s.run != first.run and s.state.terminal, 60,
+                    "the second run")
+    assert snap.state.value == "SUCCEEDED"
+    assert counts(folder) == {"A": 1, "B": 1, "C": 2}
+    assert [snap.jobs[j].reason for j in "ABC"] == ["cached", "cached", None]
+    # The restarted scheduler rebuilt its index from the log: a third run reuses all.
+    bus.submit(wf)
+    third = bus.wait("chain", lambda s: s.run not in (first.run, snap.run)
+                     and s.state.terminal, 60, "the third run")
+    assert third.state.value == "SUCCEEDED" and counts(folder) == {"A": 1, "B": 1, "C": 2}
+    assert all(third.jobs[j].cached_from for j in "ABC")
+
+
+def test_a_run_over_rest_after_an_upload_reuses_what_it_can(tmp_path: Path,
+                                                            home: Path) -> None:
+    res = cli(home, "up", "--port", "0", timeout=90)
+    assert res.returncode == 0, res.stderr + res.stdout
+    url = json.loads((home / "service.json").read_text())["url"]
+    folder = tmp_path / "wf"
+    where = tmp_path / "counts"  # an upload that replaces the workflow replaces its folder
+    where.mkdir()
+    try:
+        token = home / "gateway.token"  # a 'jobmesh up' may ask for one (on loopback too)
+        headers = {"Authorization": f"Bearer {token.read_text().strip()}"} \
+            if token.exists() else {}
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as api:
+            def run_and_wait() -> dict[str, Any]:
+                r = api.post("/api/workflows/chain/run")
+                assert r.status_code == 202, r.text
+                run = r.json()["run"]
+
+                def ended() -> dict[str, Any] | None:
+                    doc = api.get("/api/workflows/chain").json()["status"]
+                    return doc if doc and doc["run"] == run and doc["state"] in (
+                        "SUCCEEDED", "FAILED") else None
+                return wait_until(ended, 60, "the run to end")
+
+            for c_cmd, replace in (("echo C1", "false"), ("echo C2", "true")):
+                wf = chain(folder, c_cmd=c_cmd, where=str(where))
+                buf = io.BytesIO()
+                with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+                    tar.add(wf, "chain.yaml")
+                    tar.add(folder / "b.in", "b.in")
+                r = api.post("/api/workflows", files={"file": ("chain.tar.gz", buf.getvalue())},
+                             data={"replace": replace})
+                assert r.status_code == 201, r.text
+                doc = run_and_wait()
+                assert doc["state"] == "SUCCEEDED"
+    finally:
+        assert cli(home, "down", timeout=90).returncode == 0
+    assert counts(where) == {"A": 1, "B": 1, "C": 2}
+    assert [doc["jobs"][j]["reason"] for j in "ABC"] == ["cached", "cached", None]
+    assert doc["reused"]["jobs"] == 2
