@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from .names import InvalidName, check_job
 from .placeholders import PlaceholderError, substitute_vars
 from .ranges import expand as expand_range
-from .spec import JobSpec
+from .spec import JobSpec, check_spec
 
 MAX_JOBS = 10_000          # more needs --allow-large
 MAX_EDGES = 200_000        # more needs --allow-large
@@ -187,7 +187,7 @@ def instances(spec: JobSpec, combos: list[dict[str, Any]]) -> dict[str, JobSpec]
             data = {k: (v if k in NOT_BAKED else _sub(v, params, k == "exec"))
                     for k, v in base.items()}
             data.update(name=name, params=params, foreach_of=spec.name)
-            out[name] = JobSpec.model_validate(data)
+            job = JobSpec.model_validate(data)
         except PlaceholderError as exc:
             raise ExpandError(f"job '{name}': {exc}", "exec") from None
         except ValidationError as exc:
@@ -195,6 +195,10 @@ def instances(spec: JobSpec, combos: list[dict[str, Any]]) -> dict[str, JobSpec]
             fld = ".".join(str(x) for x in e["loc"]) or "foreach"
             raise ExpandError(f"job '{name}': {fld}: {e['msg'].removeprefix('Value error, ')}",
                               str(e["loc"][0]) if e["loc"] else "foreach") from None
+        problems = check_spec(job)  # e.g. a pool or a partition a value made invalid
+        if problems:
+            raise ExpandError(f"job '{name}': {problems[0][1]}", problems[0][0])
+        out[name] = job
     return out
 
 

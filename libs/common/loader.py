@@ -7,23 +7,24 @@ field, and says how to fix it. ``load_workflow`` collects them all before it rai
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from . import control
-from .expand import expand_static
+from .expand import HARD_MAX_JOBS, MAX_JOBS, expand_static
 from .names import InvalidName, check_job, check_workflow
 from .placeholders import parent_refs, substitute_vars
 from .ranges import expand, expand_one
-from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow
+from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow, check_spec
+from .yamlread import Lines, YamlProblem, read_yaml
 
-# libyaml's safe loader when PyYAML has it: ten times faster on big workflows.
-FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+UNEXPECTED = "jobmesh could not check this workflow "
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description",
             "slurm_dependencies"}
 WORKFLOW_KEYS = {"nodes", "dependencies", "name", "layout"}  # layout: cloudmesh-cc's, ignored
@@ -61,42 +62,6 @@ class Loaded:
     warnings: list[SpecIssue] = field(default_factory=list)
 
 
-class _Lines:
-    """Line numbers (1-based) of the keys in the YAML document, by key path."""
-
-    def __init__(self, text: str):
-        self.lines: dict[tuple[str, ...], int] = {}
-        self.duplicates: list[tuple[tuple[str, ...], int]] = []
-        try:
-            root = yaml.compose(text, Loader=FAST_LOADER)
-        except yaml.YAMLError:
-            root = None
-        if root is not None:
-            self._walk(root, ())
-
-    def _walk(self, node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in node.value:
-                key = str(k.value)
-                if key in seen:  # YAML keeps the last silently; a lost node is worse
-                    self.duplicates.append((path + (key,), k.start_mark.line + 1))
-                seen.add(key)
-                self.lines[path + (key,)] = k.start_mark.line + 1
-                self._walk(v, path + (key,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                self.lines[path + (str(i),)] = v.start_mark.line + 1
-                self._walk(v, path + (str(i),))
-
-    def get(self, *path: str) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
-
-
 def load_workflow(path: str | os.PathLike[str], name: str | None = None,
                   variables: dict[str, Any] | None = None, allow_large: bool = False
                   ) -> Loaded:
@@ -112,7 +77,7 @@ def load_workflow(path: str | os.PathLike[str], name: str | None = None,
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(shown, None, f"cannot read: {exc}")]) from None
     return parse_workflow(text, shown, base_dir=p.resolve().parent, name=name, stem=p.stem,
-                          variables=variables, allow_large=allow_large)
+                          variables=variables, allow_large=allow_large, confine=False)
 
 
 def parse_workflow(
@@ -123,22 +88,39 @@ def parse_workflow(
     stem: str | None = None,
     variables: dict[str, Any] | None = None,
     allow_large: bool = False,
+    confine: bool = True,
 ) -> Loaded:
+    """Check a workflow's text. ``confine``: its scripts must be inside ``base_dir`` (an
+    uploaded workflow; the CLI reads the user's own files and passes False)."""
     base = Path(base_dir)
     try:
-        data = yaml.load(text, Loader=FAST_LOADER)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError([SpecIssue(file, line, f"YAML syntax error: {problem}")]) from None
-    builder = _Builder(data, _Lines(text), file, base, name, stem)
+        data, lines = read_yaml(text)
+    except YamlProblem as exc:
+        raise SpecError([SpecIssue(file, exc.line, exc.message)]) from None
+    builder = _Builder(data, lines, file, base, name, stem)
     builder.overrides, builder.allow_large = dict(variables or {}), allow_large
-    return builder.build()
+    builder.confine = confine
+    try:
+        return builder.build()
+    except SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never a traceback for a user's file
+        raise SpecError(builder.issues + [SpecIssue(file, None, UNEXPECTED + (
+            f"({type(exc).__name__}: {str(exc)[:200]}); check the values' types, or "
+            "report it"))]) from None
+
+
+def _bad_path(text: str) -> str | None:
+    """Why ``text`` cannot be a file's path (before the file system is asked), or None."""
+    if _CONTROL.search(text):
+        return "holds a control character (a line break, a NUL, ...)"
+    if len(text) > 4096 or any(len(part.encode()) > 255 for part in text.split("/")):
+        return "is too long for a path (at most 255 bytes per name)"
+    return None
 
 
 class _Builder:
-    def __init__(self, data: Any, lines: _Lines, file: str, base: Path, name: str | None,
+    def __init__(self, data: Any, lines: Lines, file: str, base: Path, name: str | None,
                  stem: str | None):
         self.data, self.lines, self.file, self.base = data, lines, file, base
         self.name, self.stem = name, stem
@@ -146,6 +128,7 @@ class _Builder:
         self.warnings: list[SpecIssue] = []
         self.overrides: dict[str, Any] = {}
         self.allow_large = False
+        self.confine = True  # scripts must be inside the workflow's folder
         self.keys: dict[str, str] = {}  # node name -> its key as written (ranges)
 
     def err(self, message: str, *path: str, node: str | None = None,
@@ -296,7 +279,7 @@ class _Builder:
                          key, node=key)
                 continue
             try:
-                names = expand_one(key)
+                names = expand_one(key, self._name_budget(len(out)))
             except ValueError as exc:
                 self.err(str(exc), "workflow", "nodes", key, node=key)
                 continue
@@ -317,6 +300,10 @@ class _Builder:
                 out[n] = (key, attrs)
                 self.keys[n] = key
         return out
+
+    def _name_budget(self, used: int) -> int:
+        """How many more node names ranges may make (counted before expanding)."""
+        return (HARD_MAX_JOBS if self.allow_large else MAX_JOBS) - used
 
     def _edges(self, deps: Any, raw: dict[str, tuple[str, dict[str, Any]]]
                ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int | None]]:
@@ -343,7 +330,7 @@ class _Builder:
                                              field="dependencies"))
                 continue
             try:
-                names = expand(chain)
+                names = expand(chain, self._name_budget(0))
             except ValueError as exc:
                 self.issues.append(SpecIssue(self.file, line, str(exc), field="dependencies"))
                 continue
@@ -413,13 +400,19 @@ class _Builder:
             if merged.get("exec") is not None:
                 merged["exec"] = str(merged["exec"])
             try:
-                jobs[name] = JobSpec.model_validate(merged)
+                job = JobSpec.model_validate(merged)
             except ValidationError as exc:
                 for e in exc.errors():
                     fld = ".".join(str(x) for x in e["loc"]) or None
                     msg = e["msg"].removeprefix("Value error, ")
                     top = str(e["loc"][0]) if e["loc"] else ""
                     self.err(msg, *path, top, node=name, field=fld)
+                continue
+            problems = check_spec(job)  # pool, line breaks in directives, env names, port
+            for fld, msg in problems:
+                self.err(msg, *path, fld, node=name, field=fld)
+            if not problems:
+                jobs[name] = job
         return jobs
 
     def _saved_script(self, name: str, attrs: dict[str, Any]) -> None:
@@ -442,7 +435,7 @@ class _Builder:
         if not words or not words[0].endswith(SCRIPT_SUFFIXES) or words[0].startswith(
                 ("/", "~")) or ".." in words[0].split("/"):
             return
-        if not (self.base / words[0]).is_file():
+        if _bad_path(words[0]) is not None or not (self.base / words[0]).is_file():
             if len(words) == 1 and "{" not in words[0]:
                 self.warnings.append(SpecIssue(
                     self.file, self.lines.get(*path, "exec"), f"'{words[0]}' is not in the "
@@ -460,10 +453,23 @@ class _Builder:
         """The script's absolute path, None for none, False after an error."""
         script = attrs.get("script")
         if script is not None:
-            script = os.path.expandvars(os.path.expanduser(str(script)))
-            full = (self.base / script).resolve()
+            text = str(script)
+            bad = _bad_path(text)
+            if bad is None and self.confine and (text.startswith(("/", "~")) or "$" in text):
+                bad = ("must be a path inside the workflow's folder (relative, without ~ or "
+                       "$VARIABLES): the workflow was uploaded")
+            if bad is None:
+                script = os.path.expandvars(os.path.expanduser(text))
+                full = (self.base / script).resolve()
+                if self.confine and not full.is_relative_to(self.base.resolve()):
+                    bad = "must be a path inside the workflow's folder: the workflow was uploaded"
+            if bad is not None:
+                self.err(f"script {text[:80]!r} {bad}", *path, "script", node=name,
+                         field="script")
+                return False
             if not full.is_file():
-                self.err(f"script '{script}' not found (looked in {full.parent}); fix the "
+                where = "the workflow's folder" if self.confine else str(full.parent)
+                self.err(f"script '{script}' not found (looked in {where}); fix the "
                          "path, which is relative to the workflow file", *path, "script",
                          node=name, field="script")
                 return False
@@ -505,6 +511,10 @@ class _Builder:
     def _venv(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
         venv = attrs.get("venv")
         if venv is None or attrs.get("kind", "local") != "local":
+            return
+        bad = _bad_path(str(venv))
+        if bad is not None:
+            self.err(f"venv {str(venv)[:80]!r} {bad}", *path, "venv", node=name, field="venv")
             return
         full = Path(os.path.expandvars(os.path.expanduser(str(venv))))
         if not (full / "bin" / "python").exists():

@@ -11,6 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+# Node attributes that become a batch directive, part of a command line or a path
+# (Slurm, LSF, SSH, WSL, the job's python); exec, args and env are quoted instead.
+LINE_FIELDS = ("pool", "host", "user", "venv", "script", "partition", "time", "nodes",
+               "ntasks", "cpus_per_task", "mem", "gres", "account", "qos", "sbatch",
+               "queue", "project", "bsub", "slurm_conf", "batch_setup", "python", "identity",
+               "workdir", "distribution", "port", "max_sessions", "known_hosts", "wsl_exe")
 # C0 controls except TAB, DEL, and NEL (U+0085, a line break to some tools).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 

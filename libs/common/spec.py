@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .names import POOL_RE
+from .safety import LINE_FIELDS, check_line
+
 KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
 Kind = Literal["local", "ssh", "wsl", "slurm", "lsf"]
 SCRIPT_SUFFIXES = (".sh", ".py", ".ipynb")
@@ -27,6 +30,9 @@ DEFAULT_COLORS: dict[str, str] = {
 }
 DEFAULT_LABEL = "{name}"
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PORT = re.compile(r"^[0-9]{1,5}$")
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -217,6 +223,40 @@ class Workflow(BaseModel):
             return self.submitted_digest
         payload = self.model_dump_json(exclude={"source", "submitted_digest", "allow_large"})
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_spec(spec: JobSpec) -> list[tuple[str, str]]:
+    """What is unsafe in a node once its placeholders are filled, as (field, message):
+    a pool that cannot be a NATS subject token, a line break in a value that reaches a
+    batch directive or a command line, a NUL anywhere, an env name that is not a shell
+    name, a port or max_sessions that is not a number. The loader reports these at
+    validate time; the scheduler fails a job with them when data brought them in.
+    (Not a model validator: events already stored must still decode.)"""
+    out: list[tuple[str, str]] = []
+    if spec.pool is not None and not POOL_RE.match(_PLACEHOLDER.sub("x", spec.pool)):
+        out.append(("pool", f"invalid pool name {spec.pool!r}: use 1-64 letters, digits, "
+                    "'-' or '_'"))
+    extras = spec.extras
+    for key in LINE_FIELDS:
+        value = getattr(spec, key) if key in JobSpec.model_fields else extras.get(key)
+        try:
+            check_line(value, f"'{key}'")
+        except ValueError as exc:
+            out.append((key, str(exc)))
+    texts = [("exec", spec.exec), *(("args", a) for a in spec.args),
+             *(("env", v) for v in spec.env.values())]
+    out += [(k, f"'{k}' holds a NUL character") for k, t in texts if t and "\x00" in t]
+    out += [("env", f"env name {k!r} is not a shell variable name; use letters, digits "
+             "and '_', not starting with a digit") for k in spec.env if not _ENV_NAME.match(k)]
+    for key in ("port", "max_sessions"):
+        value = extras.get(key)
+        if value is None or (isinstance(value, str) and _PLACEHOLDER.search(value)):
+            continue
+        text = str(value)
+        if isinstance(value, bool) or not _PORT.match(text) or not 1 <= int(text) <= 65535:
+            out.append((key, f"'{key}' must be a whole number from 1 to 65535, not "
+                        f"{value!r}"))
+    return out
 
 
 def will_retry(spec: JobSpec, attempt: int, first: int = 1) -> bool:

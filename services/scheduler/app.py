@@ -36,6 +36,7 @@ class SchedulerService:
         self.reuse = Reuse(self.core.cache)
         self._nc = nc
         self.replayed = False
+        self.poison: list[Instruction] = []  # failures of workflows the core dropped
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, "jobmesh-scheduler")
@@ -52,15 +53,15 @@ class SchedulerService:
                 batch = await follower.get(timeout)
                 if stop.is_set():
                     break
-                for _seq, msg in batch:
-                    self.core.apply(msg)
+                for seq, msg in batch:
+                    self._apply(seq, msg)
                 if not follower.caught_up:
                     continue
                 if not self.replayed:
                     self.replayed = True
                     self.core.reconcile()
                 instructions = self.core.decide(time.time())
-                if instructions:
+                if instructions or self.poison:
                     await self._execute(nc, js, instructions)
         finally:
             stopper.cancel()
@@ -68,14 +69,52 @@ class SchedulerService:
             if self._nc is None:
                 await bus.close(nc)
 
+    def _apply(self, seq: int, msg: Any) -> None:
+        """Feed one event to the core. An event the core cannot take (one workflow's bad
+        data) is logged and skipped, and its workflow's unfinished jobs fail with the
+        reason; the scheduler goes on with every other workflow, in a replay too."""
+        try:
+            self.core.apply(msg)
+        except Exception as exc:  # noqa: BLE001 - poison: never stop the scheduler
+            wf = getattr(msg, "workflow", None)
+            why = f"{type(exc).__name__}: {exc}"
+            log.exception("skipping event %d (%s) of workflow %s: %s", seq,
+                          getattr(msg, "type", type(msg).__name__), wf, why)
+            if isinstance(wf, str):
+                self.poison += self.core.poisoned(wf, f"event {seq}: {why}")
+
     async def _execute(self, nc: Any, js: Any, instructions: list[Instruction]) -> None:
         # New jobs must be on the log before any event about them: expansions go first,
         # one by one (each publish waits for JetStream's ack), the rest concurrently.
+        instructions, self.poison = self.poison + instructions, []
         for ins in instructions:
             if isinstance(ins, ExpandJob):
-                await self._one(nc, js, ins)
-        await asyncio.gather(*(self._one(nc, js, i) for i in instructions
+                await self._safe(nc, js, ins)
+        await asyncio.gather(*(self._safe(nc, js, i) for i in instructions
                                if not isinstance(i, ExpandJob)))
+
+    async def _safe(self, nc: Any, js: Any, ins: Instruction) -> None:
+        """``_one``; an instruction that cannot be published (e.g. a pool that is not a
+        subject token) fails its job with the reason instead of stopping the scheduler.
+        NATS being away (BusError) still stops it: the service restarts and replays."""
+        try:
+            await self._one(nc, js, ins)
+        except bus.BusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one job's data, not the scheduler
+            why = f"{type(exc).__name__}: {exc}"
+            log.error("workflow %s job %s: cannot %s (%s)", ins.workflow, ins.job,
+                      type(ins).__name__, why)
+            if isinstance(ins, MarkJob) and ins.state is JobState.FAILED:
+                return  # failing it is what failed; nothing better to publish
+            try:
+                await self._one(nc, js, MarkJob(ins.workflow, ins.run, ins.job, ins.attempt,
+                                                JobState.FAILED, f"cannot start: {why}"[:500]))
+            except bus.BusError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("workflow %s job %s: cannot record its failure", ins.workflow,
+                              ins.job)
 
     async def _release(self, js: Any, ins: ReleaseJob, now: float) -> None:
         ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"

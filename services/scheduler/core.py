@@ -9,6 +9,7 @@ whatever the crash left undone (level-triggered, not edge-triggered).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
@@ -27,8 +28,8 @@ from jobmesh.common.messages import (
 )
 from jobmesh.common.names import InvalidName, check_pool
 from jobmesh.common.placeholders import MissingOutput, PlaceholderError, substitute
-from jobmesh.common.safety import UnsafeValue, check_line
-from jobmesh.common.spec import JobSpec, retry_delay, will_retry
+from jobmesh.common.safety import UnsafeValue
+from jobmesh.common.spec import JobSpec, check_spec, retry_delay, will_retry
 from jobmesh.common.states import JobState, should_apply
 
 from . import native
@@ -46,6 +47,8 @@ from .flow import (
 
 __all__ = ["CANCEL_RESEND", "CancelRunning", "ExpandJob", "Instruction", "Job", "MarkJob",
            "ReleaseJob", "SchedulerCore", "WorkflowRun"]
+
+log = logging.getLogger("jobmesh.scheduler")
 
 
 class WorkflowRun(ControlFlow):
@@ -379,13 +382,12 @@ class WorkflowRun(ControlFlow):
                 update[key] = substitute(value, outputs, self.variables)
         extras = {k: substitute(v, outputs, self.variables) for k, v in s.extras.items()
                   if isinstance(v, str) and "{" in v and k != "label"}
+        resolved = s.model_copy(update={**update, **extras}) if update or extras else s
+        problems = check_spec(resolved)  # what the filled values brought in, e.g. a pool
+        if problems:
+            raise UnsafeValue(problems[0][1])
         check_pool(s.pool_name)
-        for key, value in {**extras, **{k: update.get(k) for k in ("host", "user")}}.items():
-            if isinstance(value, str):
-                check_line(value, f"'{key}'")
-        if extras:
-            return s.model_copy(update={**update, **extras})
-        return s.model_copy(update=update) if update else s
+        return resolved
 
     def next_wakeup(self) -> float | None:
         """The earliest time a decide has something to do without a new event: a delayed
@@ -469,6 +471,18 @@ class SchedulerCore:
         if j is not None and j.attempt == attempt:
             j.readied, j.cache_key, j.cached_from = True, key, cached_from
 
+    def poisoned(self, wf: str, why: str) -> list[Instruction]:
+        """A workflow whose data the scheduler cannot handle: it is dropped, and each of
+        its unfinished jobs is failed with the reason, so no other workflow waits."""
+        run = self.runs.pop(wf, None)
+        self.dirty.discard(wf)
+        if run is None:
+            return []
+        log.error("workflow %s: cannot be scheduled (%s); its unfinished jobs fail", wf, why)
+        return [MarkJob(wf, run.run, name, job.attempt, JobState.FAILED,
+                        f"the scheduler cannot handle this workflow: {why}"[:500])
+                for name, job in run.jobs.items() if not job.state.terminal]
+
     def reconcile(self) -> None:
         """After a replay: everything may need a decision, and READY jobs are sent again
         (a crash may have come between the ready event and the job message)."""
@@ -484,7 +498,10 @@ class SchedulerCore:
         for wf in sorted(self.dirty):
             run = self.runs.get(wf)
             if run is not None:
-                out += run.decide(now)
+                try:
+                    out += run.decide(now)
+                except Exception as exc:  # noqa: BLE001 - one workflow's data, not the rest
+                    out += self.poisoned(wf, f"{type(exc).__name__}: {exc}")
         self.dirty = {wf for wf, r in self.runs.items() if r.next_wakeup() is not None}
         return out
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
-from jobmesh.common.placeholders import MissingOutput, as_text, parent_refs, substitute
+from jobmesh.common.placeholders import (
+    MissingOutput,
+    PlaceholderError,
+    as_text,
+    parent_refs,
+    substitute,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -81,3 +89,85 @@ def test_as_text() -> None:
     assert as_text(3) == "3"
     assert as_text({"a": [1, 2]}) == '{"a":[1,2]}'
     assert as_text(None) == "null"
+
+
+# -- values are data, never shell code (issue 14, D3) --------------------------------
+
+EVIL = ["$(touch PWN)", "`touch PWN`", "; touch PWN", "a' ; touch PWN ; '", 'a" ; touch PWN ; "',
+        "x\ntouch PWN", "\\`touch PWN\\`", "$'\\x41'; touch PWN", "EOF\ntouch PWN", "'\"'\"'",
+        "", " spaced  out ", "-n"]
+COMMANDS = [
+    "printf '%s|' {x}",
+    "printf '%s|' '{x}'",
+    'printf "%s|" "{x}"',
+    "printf '%s|' pre'{x}'post",
+    'printf "%s|" "a $(printf %s {x}) b"',
+    "printf '%s|' $'{x}'",
+    "printf '%s|' `printf %s {x}`",
+    'printf "%s|" "`printf %s \'{x}\'`"',
+    "printf '%s|' {x} # and {x}",
+    "printf '%s|' {x}{x}",
+]
+
+
+def run_sh(cmd: str, cwd: str) -> str:
+    res = subprocess.run(["bash", "-c", cmd], cwd=cwd, capture_output=True, text=True,
+                         timeout=10)
+    return res.stdout
+
+
+@pytest.mark.parametrize("value", EVIL)
+def test_a_value_in_exec_never_runs_as_shell_code(tmp_path, value: str) -> None:
+    for template in COMMANDS:
+        for via in ("var", "parent"):
+            text = template if via == "var" else template.replace("{x}", "{parents.p.outputs.x}")
+            cmd = substitute(text, {"p": {"x": value}}, {"x": value}, shell=True)
+            out = run_sh(cmd, str(tmp_path))
+            assert not (tmp_path / "PWN").exists(), (template, value, cmd)
+            if "`" in template or "$(" in template:
+                continue  # word splitting of the inner command's output is the author's
+            # the value arrives intact, as one word, wherever the author put it
+            want = value
+            if "pre'" in template:
+                want = "pre" + value + "post"
+            if "{x}{x}" in template:
+                want = value + value
+            assert out.split("|")[0] == want, (template, value, cmd, out)
+
+
+def test_the_attack_from_the_issue(tmp_path) -> None:
+    value = "$(touch PWN)"
+    cmd = substitute("echo got {parents.p.outputs.v}", {"p": {"v": value}}, shell=True)
+    assert run_sh(cmd, str(tmp_path)) == "got $(touch PWN)\n"
+    assert not (tmp_path / "PWN").exists()
+
+
+def test_raw_inserts_the_text_as_written(tmp_path) -> None:
+    cmd = substitute("{x:raw} && echo {parents.p.outputs.v:raw}", {"p": {"v": "$((1+2))"}},
+                     {"x": "touch MADE"}, shell=True)
+    assert cmd == "touch MADE && echo $((1+2))"
+    assert run_sh(cmd, str(tmp_path)) == "3\n" and (tmp_path / "MADE").exists()
+    assert parent_refs("{parents.p.outputs.v:raw}") == [("p", "v")]
+
+
+def test_here_documents(tmp_path) -> None:
+    cmd = substitute("cat <<EOF\nA {x} B\nEOF", {}, {"x": "$(touch PWN) `touch PWN` \\"},
+                     shell=True)
+    assert run_sh(cmd, str(tmp_path)) == "A $(touch PWN) `touch PWN` \\ B\n"
+    assert not (tmp_path / "PWN").exists()
+    cmd = substitute("cat <<'EOF'\n{x}\nEOF", {}, {"x": "$(x)"}, shell=True)
+    assert run_sh(cmd, str(tmp_path)) == "$(x)\n"
+    for value in ("EOF", "a\nEOF\ntouch PWN"):
+        with pytest.raises(PlaceholderError, match="here-document"):
+            substitute("cat <<EOF\n{x}\nEOF\n", {}, {"x": value}, shell=True)
+
+
+def test_outside_exec_values_stay_as_they_are() -> None:
+    # args and env are quoted by the executor, labels and directives are not shell
+    assert substitute("--n={x}", {}, {"x": "a b$(c)"}) == "--n=a b$(c)"
+    assert substitute("--n={x:raw}", {}, {"x": "a b"}) == "--n=a b"
+
+
+def test_shell_syntax_is_still_left_alone_in_exec() -> None:
+    text = "awk '{print $1}' ${HOME} {a,b} {unknown} find . -exec rm {} \\;"
+    assert substitute(text, {}, {"x": "X"}, shell=True) == text
