@@ -90,8 +90,15 @@ def final_table(snap: WorkflowSnapshot, now: float | None = None,
     if hidden:
         t.caption = (f"... and {hidden} more jobs ({summary(snap, now).plain}); "
                      f"'jobmesh status {snap.name} -o json' lists them all")
+    reused = [j.cached_from for j in snap.jobs.values() if j.cached_from]
+    if reused:  # docs/workflows.md#resume-and-caching
+        saved = sum(c.get("seconds") or 0.0 for c in reused)
+        t.caption = (t.caption + "\n" if t.caption else "") + (
+            f"{len(reused)} of {len(snap.jobs)} jobs reused from earlier runs (cached), "
+            f"saving {saved:.1f}s of run time")
     for name, j in items:
-        t.add_row(name, Text(j.state.value, style=STYLE[j.state.value]), f"{j.progress:.0f}%",
+        state = j.state.value + (" (cached)" if j.cached_from else "")
+        t.add_row(name, Text(state, style=STYLE[j.state.value]), f"{j.progress:.0f}%",
                   str(j.attempt), "" if j.exit_code is None else str(j.exit_code),
                   clock(j.started), duration(j, now), j.native_id or "",
                   j.reason if j.state.value in ("FAILED", "CANCELED", "SKIPPED", "QUEUED",

@@ -176,7 +176,8 @@ class Graph:
         values: list[bytes] = []  # in the order the markers were numbered
         for name, (_g, shape, texts) in self.nodes.items():
             st = snap.jobs.get(name) or JobStatus()
-            values += [_attr(f"node job {st.state.value}"), _attr(st.state.value)]
+            cached = " cached" if st.cached_from else ""  # reused from an earlier run
+            values += [_attr(f"node job {st.state.value}{cached}"), _attr(st.state.value)]
             if shape is not None:
                 values.append(_attr(fill(self.spec, st)))
             if texts:

@@ -616,6 +616,9 @@ class WorkflowPage {
     setText(c.id, j.id); setText(c.kind, j.kind); setText(c.host, j.host);
     setBadge(j.badge, j.state);
     if (j.state === 'QUEUED' && j.reason) setText(j.badge, `queued: ${j.reason}`);  // e.g. Slurm's
+    if (j.state === 'SUCCEEDED' && j.reason === 'cached') {  // reused from an earlier run
+      setText(j.badge, 'cached'); j.badge.classList.add('cached');
+    }
     setAttr(j.badge, 'title', j.reason || '');
     j.bar.set(j.progress, j.msg, j.state);
     setText(c.start, clock(j.started)); setAttr(c.start, 'title', stamp(j.started));
@@ -710,6 +713,7 @@ class WorkflowPage {
     if (g.getAttribute('data-state') !== j.state) {
       g.setAttribute('data-state', j.state); g.classList.remove(...Object.keys(RANK)); g.classList.add(j.state);
     }
+    g.classList.toggle('cached', j.state === 'SUCCEEDED' && j.reason === 'cached');
     const fill = this.colors[WORD[j.state]] || this.colors.ready || 'white';
     if (j.shape && j.shape.getAttribute('fill') !== fill) j.shape.setAttribute('fill', fill);
     const n = j.texts.length;
