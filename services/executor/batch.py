@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobSkipped, JobStarted
+from jobmesh.common.spec import check_spec
 
 from . import rundir
 from .base import InvalidJobError
@@ -134,6 +135,9 @@ class BatchExecutor(RemoteExecutor):
         if name and f"{rdir}/{name}" in files:
             own = user_directives(files[f"{rdir}/{name}"], self.system.directive)
         body = body.rstrip("\n") + "\nexit $rc\n"  # so the batch system records the failure
+        problems = check_spec(job.spec)  # a line break in a directive value, a bad pool...
+        if problems:
+            raise InvalidJobError(problems[0][1])
         lines = ["#!/bin/bash", *own, *self.system.header(job, rdir, job_name(job)), body]
         files[f"{rdir}/batch.sh"] = "\n".join(lines).encode()
         modes = {f"{rdir}/batch.sh": 0o755}

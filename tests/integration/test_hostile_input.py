@@ -1,0 +1,60 @@
+"""Hostile data through the real services (issue 14): a parent's output is never shell
+code in its child (D3), and one workflow's bad pool does not stop the scheduler, live or
+in the replay after a restart (D4)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from jobmesh.common import ops
+from jobmesh.common.loader import load_workflow
+
+from ..conftest import write_workflow
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_parents_output_is_data_in_the_childs_exec(tmp_path: Path, home: Path, bus,
+                                                     services) -> None:
+    wf = write_workflow(tmp_path, "inject", {
+        "p": {"exec": "echo '# jobmesh output v=$(touch PWN) `touch PWN`; touch PWN'"},
+        "c": {"exec": 'echo "got {parents.p.outputs.v}" > got.txt; echo {parents.p.outputs.v}'
+                      " >> got.txt"},
+    }, ["p,c"])
+    services.start("scheduler")
+    services.start("monitor")
+    services.start("executor")
+    bus.submit(wf)
+    snap = bus.wait("inject", lambda s: s.state.terminal, 60, "the workflow to end")
+    assert snap.state.value == "SUCCEEDED"
+    assert not list(home.rglob("PWN")) and not (tmp_path / "PWN").exists()
+    (got,) = list(home.glob("runs/inject/*/c/1/got.txt")) or list(tmp_path.rglob("got.txt"))
+    value = "$(touch PWN) `touch PWN`; touch PWN"
+    assert got.read_text() == f"got {value}\n{value}\n"
+
+
+def test_a_bad_pool_fails_its_job_and_the_scheduler_goes_on(tmp_path: Path, home: Path, bus,
+                                                             services) -> None:
+    bad = load_workflow(write_workflow(tmp_path / "b", "badpool", {"a": {"exec": "true"}},
+                                       [])).workflow
+    bad.jobs["a"].pool = "bad.pool>"  # as an old or forged submission, past the loader
+    good = write_workflow(tmp_path / "g", "good", {"x": {"exec": "true"}}, [])
+    bus.call(lambda js: ops.submit(js, bad, 1))
+    services.start("scheduler")
+    services.start("monitor")
+    services.start("executor")
+    snap = bus.wait("badpool", lambda s: s.state.terminal, 30, "the bad workflow to end")
+    assert snap.state.value == "FAILED"
+    assert "invalid pool name 'bad.pool>'" in snap.jobs["a"].reason
+    bus.submit(good)
+    assert bus.wait("good", lambda s: s.state.terminal, 30, "the good one").state.value \
+        == "SUCCEEDED"
+    # the replay after a restart reads the same events and goes on too
+    services.kill("scheduler", signal.SIGKILL)
+    services.start("scheduler")
+    again = write_workflow(tmp_path / "a", "again", {"y": {"exec": "true"}}, [])
+    bus.submit(again)
+    assert bus.wait("again", lambda s: s.state.terminal, 30, "a workflow after the "
+                    "restart").state.value == "SUCCEEDED"
