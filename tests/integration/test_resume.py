@@ -77,6 +77,8 @@ def test_chain_reruns_only_what_changed(tmp_path: Path, home: Path) -> None:
     assert doc["jobs"]["B"]["outputs"] == {"size": 6}  # B's output value passed on
     assert doc["jobs"]["C"]["reason"] is None and doc["jobs"]["C"]["cached_from"] is None
     assert doc["reused"]["jobs"] == 2
+    table = cli(home, "status", "chain").stdout
+    assert "SUCCEEDED (cached)" in table and "2 of 3 jobs reused from earlier runs" in table
 
     (folder / "b.in").write_text("second!\n")  # B's input changed: B and C run
     run_ok(home, wf)
