@@ -220,3 +220,34 @@ def test_a_run_over_rest_after_an_upload_reuses_what_it_can(tmp_path: Path,
     assert counts(where) == {"A": 1, "B": 1, "C": 2}
     assert [doc["jobs"][j]["reason"] for j in "ABC"] == ["cached", "cached", None]
     assert doc["reused"]["jobs"] == 2
+
+
+@pytest.mark.ssh
+def test_an_ssh_job_takes_part(tmp_path: Path, home: Path) -> None:
+    from tests import sshhosts
+
+    why = sshhosts.available()
+    if why:
+        pytest.skip(why)
+    lab = sshhosts.Lab(tmp_path / "ssh")
+    try:
+        host = lab.loopback("loop")
+        folder = tmp_path / "wf"
+        folder.mkdir()
+        (folder / "in.txt").write_text("data\n")
+        wf = write_workflow(folder, "chain", {
+            "A": lab.node(host, exec=f"{count('A', str(folder))}; tr a-z A-Z < in.txt > up.txt",
+                          inputs=["in.txt"], outputs=["up.txt"]),
+            "B": {"exec": count("B") + '; cat "$JOBMESH_WORKFLOW_DIR/up.txt"'},
+        }, ["A,B"])
+        run_ok(home, wf)
+        (folder / "up.txt").unlink()
+        said = run_ok(home, wf)
+        assert "all 2 jobs reused" in said
+        assert (folder / "up.txt").read_text() == "DATA\n"  # fetched from its run directory
+        (folder / "in.txt").write_text("other\n")  # hashed here, where it is staged from
+        run_ok(home, wf)
+        assert (folder / "up.txt").read_text() == "OTHER\n"
+        assert counts(folder) == {"A": 2, "B": 2, "C": 0}
+    finally:
+        lab.stop()
