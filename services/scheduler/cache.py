@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from jobmesh.common.messages import (
 from jobmesh.common.spec import JobSpec
 
 KEEP = 4  # keys remembered per job: the latest few versions of it
+log = logging.getLogger("jobmesh.scheduler.cache")
 EARLY = 1000  # successes remembered while their ready event may still come
 
 
@@ -126,9 +128,15 @@ class Reuse:
 
     async def key(self, spec: JobSpec, base_dir: str,
                   parents: tuple[tuple[str, str | None], ...]) -> str | None:
-        if not spec.script and not spec.inputs:  # nothing to read: no thread needed
-            return job_key(spec, base_dir, parents, self.digests)
-        return await asyncio.to_thread(job_key, spec, base_dir, parents, self.digests)
+        """The job's key, or None (it runs). Never raises: a key is an optimisation, and
+        the scheduler must not stop over one."""
+        try:
+            if not spec.script and not spec.inputs:  # nothing to read: no thread needed
+                return job_key(spec, base_dir, parents, self.digests)
+            return await asyncio.to_thread(job_key, spec, base_dir, parents, self.digests)
+        except Exception:  # noqa: BLE001 - e.g. a glob pathlib refuses
+            log.warning("%s: no cache key", spec.name, exc_info=True)
+            return None
 
     async def find(self, wf: str, job: str, key: str, spec: JobSpec,
                    base_dir: str) -> Entry | None:
@@ -137,7 +145,11 @@ class Reuse:
         entry = self.index.lookup(wf, job, key)
         if entry is None:
             return None
-        ok = await asyncio.to_thread(_usable, entry, spec, base_dir)
+        try:
+            ok = await asyncio.to_thread(_usable, entry, spec, base_dir)
+        except Exception:  # noqa: BLE001 - as in key(): when in doubt, run the job
+            log.warning("%s/%s: cannot check run %s", wf, job, entry.run, exc_info=True)
+            return None
         return entry if ok else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,48 @@ def test_file_digests_are_remembered_until_the_file_changes(folder: Path) -> Non
     assert digests(path) == first and len(digests.memo) == 1
     path.write_text("echo something else, longer\n")
     assert digests(path) != first
+
+
+# -- the durable check before a reuse (services/scheduler/cache.py) -----------------------
+
+def earlier(tmp_path: Path, exit_text: str = "0\n", recorded: str = "k",
+            kind: str = "local", output: bool = True) -> Any:
+    from jobmesh.scheduler.cache import Entry
+
+    rdir = tmp_path / "runs" / "w" / "r1" / "b" / "1"
+    rdir.mkdir(parents=True)
+    (rdir / "exit").write_text(exit_text)
+    (rdir / "job.json").write_text(json.dumps({"cache_key": recorded}))
+    if output:
+        (rdir / "out").mkdir()
+        (rdir / "out" / "b.csv").write_text("result\n")
+    return Entry("k", "r1", 1, kind, run_dir=str(rdir))
+
+
+@pytest.mark.parametrize("case", ["ok", "failed exit", "no exit", "other key",
+                                  "output gone"])
+def test_a_reuse_needs_exit_0_the_same_key_and_the_outputs(tmp_path: Path, case: str) -> None:
+    from jobmesh.scheduler.cache import _usable
+
+    entry = earlier(tmp_path, exit_text={"failed exit": "1\n", "no exit": ""}.get(case, "0\n"),
+                    recorded="other" if case == "other key" else "k",
+                    output=case != "output gone")
+    base = tmp_path / "wf"
+    base.mkdir()
+    job = JobSpec(name="b", exec="true", outputs=["out/*.csv"])
+    assert _usable(entry, job, str(base)) is (case == "ok")
+    if case == "ok":  # the output is staged back into the workflow's folder
+        assert (base / "out" / "b.csv").read_text() == "result\n"
+
+
+def test_a_run_directory_on_another_host_is_trusted_only_without_outputs(
+        tmp_path: Path) -> None:
+    from jobmesh.scheduler.cache import Entry, _usable
+
+    gone = str(tmp_path / "elsewhere")
+    ssh = Entry("k", "r1", 1, "ssh", run_dir=gone)
+    assert _usable(ssh, JobSpec(name="b", kind="ssh", host="h"), str(tmp_path)) is True
+    assert _usable(ssh, JobSpec(name="b", kind="ssh", host="h", outputs=["x"]),
+                   str(tmp_path)) is False
+    local = Entry("k", "r1", 1, "local", run_dir=gone)  # deleted: the job runs
+    assert _usable(local, JobSpec(name="b"), str(tmp_path)) is False
