@@ -392,6 +392,11 @@ class _Builder:
                 self.err(f"'slurm_dependencies' must be true or false, not {chain!r}", *path,
                          "slurm_dependencies", node=name, field="slurm_dependencies")
                 continue
+            cache = merged.get("cache")
+            if cache is not None and not isinstance(cache, bool):
+                self.err(f"'cache' must be true or false, not {cache!r} (false: always run "
+                         "this job)", *path, "cache", node=name, field="cache")
+                continue
             script = self._script(name, merged, path)
             if script is False:
                 continue

@@ -117,7 +117,7 @@ def test_cache_must_be_true_or_false(tmp_path: Path, home: Path) -> None:
     wf.write_text(yaml.safe_dump(data))
     res = cli(home, "validate", str(wf))
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "node 'B'" in res.stderr and "cache" in res.stderr
+    assert "node 'B' field 'cache': 'cache' must be true or false" in res.stderr
 
 
 def test_failed_jobs_are_never_reused_retried_successes_are(tmp_path: Path,
