@@ -36,6 +36,7 @@ class SchedulerService:
         self.reuse = Reuse(self.core.cache)
         self._nc = nc
         self.replayed = False
+        self.reused = False  # a job was reused in the last _execute
         self.poison: list[Instruction] = []  # failures of workflows the core dropped
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -61,8 +62,12 @@ class SchedulerService:
                     self.replayed = True
                     self.core.reconcile()
                 instructions = self.core.decide(time.time())
-                if instructions or self.poison:
+                while instructions or self.poison:
+                    self.reused = False
                     await self._execute(nc, js, instructions)
+                    # A reused job ended at once: decide again now, without waiting for
+                    # its events to come back through the log (a chain of them is quick).
+                    instructions = self.core.decide(time.time()) if self.reused else []
         finally:
             stopper.cancel()
             await follower.stop()
@@ -135,11 +140,16 @@ class SchedulerService:
                 workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
                 pool=ins.pool, cache_key=key, cached_from=hit.run, time=now),
                 msg_id=ident + ".ready")
-            await bus.publish(js, subjects.events(ins.workflow, ins.job), JobSucceeded(
+            done = JobSucceeded(
                 workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
                 exit_code=0, progress=100.0, msg=f"reused from run {hit.run}",
                 outputs=hit.outputs or None, reason="cached", cached_from=hit.described(),
-                time=time.time()), msg_id=ident + ".cached")
+                time=time.time())
+            await bus.publish(js, subjects.events(ins.workflow, ins.job), done,
+                              msg_id=ident + ".cached")
+            # Stored: the core may know it now (applying it again from the log is a no-op).
+            self.core.apply(done)
+            self.reused = True
             return
         self.core.released(ins.workflow, ins.run, ins.job, ins.attempt, key, None,
                            ins.spec.kind)
