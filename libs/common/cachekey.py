@@ -94,10 +94,11 @@ class FileDigests:
                     h.update(chunk)
         except OSError as exc:
             raise Unkeyable(f"cannot read {path}: {exc.strerror or exc}") from None
+        value = h.hexdigest()  # (threads share the memo: never read it back)
         if len(self.memo) >= self.limit:
             self.memo.clear()
-        self.memo[stamp] = h.hexdigest()
-        return self.memo[stamp]
+        self.memo[stamp] = value
+        return value
 
 
 def input_files(base: Path, patterns: list[str]) -> list[Path]:
