@@ -33,6 +33,7 @@ DEFAULT_LABEL = "{name}"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+MAX_DURATION = 10 * 365 * 86400.0  # ten years: longer is "never" and stays a finite number
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -42,13 +43,15 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 5m or 2h")
     if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):  # nan, .inf
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 5m or 2h")
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return min(float(value), MAX_DURATION)
     m = _DURATION.match(str(value))
     if not m:
         raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 5m or 2h")
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    return min(float(m.group(1)) * _UNIT[m.group(2)], MAX_DURATION)
 
 
 class Repeat(BaseModel):

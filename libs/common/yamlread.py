@@ -15,7 +15,8 @@ import yaml
 # libyaml's safe loader when PyYAML has it: ten times faster on big workflows.
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_CHARS = 20_000_000       # a 10,000-job workflow is about 1 MB
-MAX_VALUES = 2_000_000       # values once aliases are expanded
+MAX_VALUES = 1_000_000       # values once aliases are expanded (10,000 jobs: ~100,000)
+MAX_DEPTH = 64               # nesting of mappings and lists (JSON on the bus allows more)
 
 
 class YamlProblem(Exception):
@@ -80,10 +81,12 @@ class Lines:
         return None
 
 
-def expanded_size(root: yaml.Node) -> int:
+def expanded_size(root: yaml.Node) -> tuple[int, int]:
     """How many values the document holds once its aliases are expanded (each node
-    counted once per place it appears). Raises YamlProblem for a recursive alias."""
+    counted once per place it appears), and how deep it nests. Raises YamlProblem for a
+    recursive alias."""
     size: dict[int, int] = {}
+    height: dict[int, int] = {}
     open_: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -91,7 +94,9 @@ def expanded_size(root: yaml.Node) -> int:
         nid = id(node)
         if closing:
             open_.discard(nid)
-            size[nid] = min(1 + sum(size[id(k)] for k in _children(node)), MAX_VALUES + 1)
+            kids = _children(node)
+            size[nid] = min(1 + sum(size[id(k)] for k in kids), MAX_VALUES + 1)
+            height[nid] = 1 + max((height[id(k)] for k in kids), default=0)
             continue
         if nid in size:
             continue
@@ -101,7 +106,7 @@ def expanded_size(root: yaml.Node) -> int:
         open_.add(nid)
         stack.append((node, True))
         stack.extend((k, False) for k in _children(node) if id(k) not in size)
-    return size[id(root)]
+    return size[id(root)], height[id(root)]
 
 
 def _bad_tag(nodes: list[yaml.Node]) -> tuple[int | None, str]:
@@ -131,11 +136,19 @@ def read_yaml(text: str) -> tuple[Any, Lines]:
             raise YamlProblem(None, "the YAML is nested too deeply") from None
         if root is None:
             return None, Lines()
-        if expanded_size(root) > MAX_VALUES:
+        values, depth = expanded_size(root)
+        if values > MAX_VALUES:
             raise YamlProblem(None, f"aliases (*name) make this file hold more than "
                               f"{MAX_VALUES:,} values; write the values out or use fewer "
                               "aliases")
+        if depth > MAX_DEPTH:
+            raise YamlProblem(None, f"values nest {depth} levels deep; jobmesh reads at "
+                              f"most {MAX_DEPTH}")
         lines = Lines(root)
+        binary = next((n for n in lines.nodes if n.tag == "tag:yaml.org,2002:binary"), None)
+        if binary is not None:  # bytes travel nowhere (JSON on the bus is text)
+            raise YamlProblem(binary.start_mark.line + 1, "a !!binary value cannot be used; "
+                              "write the value as text")
         try:
             return loader.construct_document(root), lines
         except yaml.YAMLError as exc:

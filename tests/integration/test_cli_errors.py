@@ -93,3 +93,38 @@ def test_status_of_unknown_workflow(home: Path) -> None:
     assert res.returncode == 1 and "no workflow named 'ghost'" in res.stderr
     res = cli(home, "status", "bad;name")
     assert res.returncode == 2 and "invalid workflow name" in res.stderr
+
+
+@pytest.mark.parametrize("text,needles", [
+    ("x: !!int a\nworkflow: {nodes: {a: {}}}\n", ["t.yaml:1", "!!int cannot be read"]),
+    ('x: !!float ""\nworkflow: {nodes: {a: {}}}\n', ["t.yaml:1", "!!float cannot be read"]),
+    ("workflow:\n  nodes:\n    a: {x: !!timestamp a}\n", ["t.yaml:3", "!!timestamp"]),
+    ('workflow:\n  nodes:\n    a: {script: "a\\0b.sh"}\n',
+     ["t.yaml:3", "field 'script'", "control character"]),
+    ("workflow:\n  nodes:\n    a: {script: " + "s" * 300 + ".sh}\n",
+     ["t.yaml:3", "field 'script'", "too long"]),
+    ("workflow:\n  nodes:\n    a: {venv: " + "v" * 300 + "}\n", ["field 'venv'", "too long"]),
+    ("workflow:\n  nodes:\n    a: {exec: 'true', pool: 'bad.pool>'}\n",
+     ["t.yaml:3", "field 'pool'", "invalid pool name"]),
+    ('workflow:\n  nodes:\n    a: {exec: "true", kind: slurm, partition: "x\\ntouch PWN"}\n',
+     ["t.yaml:3", "field 'partition'", "control character"]),
+    ("workflow:\n  nodes:\n    a: {exec: 'true', kind: ssh, host: h, port: abc}\n",
+     ["t.yaml:3", "'port' must be a whole number"]),
+    ("workflow:\n  nodes:\n    a: {exec: 'true', kind: ssh, host: h, max_sessions: 1.5}\n",
+     ["'max_sessions' must be a whole number"]),
+    ("workflow:\n  nodes:\n    a: {exec: 'true', env: {'1A': x}}\n",
+     ["field 'env'", "not a shell variable name"]),
+    ("workflow:\n  nodes:\n    'n[0-99999,100000-199999]': {}\n",
+     ["t.yaml:3", "expands into 200000 names", "--allow-large"]),
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e]\n"
+     "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nworkflow: {nodes: {a: {}}}\n",
+     ["aliases (*name) make this file hold more than"]),
+])
+def test_hostile_values_exit_2_with_a_message(tmp_path: Path, home: Path, text: str,
+                                              needles: list[str]) -> None:
+    wf = tmp_path / "t.yaml"
+    wf.write_text(text)
+    err = check(home, wf, *needles)
+    assert "internal error" not in err and "could not check" not in err
