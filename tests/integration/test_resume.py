@@ -251,3 +251,45 @@ def test_an_ssh_job_takes_part(tmp_path: Path, home: Path) -> None:
         assert counts(folder) == {"A": 2, "B": 2, "C": 0}
     finally:
         lab.stop()
+
+
+@pytest.mark.slurm
+def test_a_slurm_job_takes_part(tmp_path: Path, home: Path) -> None:
+    from tests import slurmcluster
+
+    why = slurmcluster.available()
+    if why:
+        pytest.skip(why)
+    cluster = slurmcluster.Slurm(tmp_path / "slurm")
+    cluster.start()
+    try:
+        env = {**cluster.env, "JOBMESH_HOME": str(home)}
+        folder = tmp_path / "wf"
+        folder.mkdir()
+        (folder / "sim.sh").write_text(
+            f"#!/bin/bash\n#SBATCH --ntasks=1\n{count('A', str(folder))}\n"
+            "echo result > result.txt\n")
+        wf = write_workflow(folder, "chain", {
+            "A": {"kind": "slurm", "script": "sim.sh", "outputs": ["result.txt"],
+                  "workdir": str(tmp_path / "slurm-runs"), "time": "00:05:00"},
+            "B": {"exec": count("B") + '; cat "$JOBMESH_WORKFLOW_DIR/result.txt"'},
+        }, ["A,B"])
+        for _ in range(2):
+            res = cli(home, "run", str(wf), "-q", env=env, timeout=240)
+            assert res.returncode == 0, res.stderr + res.stdout
+            (folder / "result.txt").unlink()
+        assert counts(folder) == {"A": 1, "B": 1, "C": 0}
+        doc = status(home)
+        assert doc["jobs"]["A"]["reason"] == "cached" and doc["jobs"]["A"]["kind"] == "slurm"
+        # its output came back from the Slurm job's run directory on the second run
+        assert "/slurm-runs/" in doc["jobs"]["A"]["cached_from"]["run_dir"]
+        wf.write_text(wf.read_text().replace("00:05:00", "00:09:00"))  # a limit: no rerun
+        res = cli(home, "run", str(wf), "-q", env=env, timeout=240)
+        assert res.returncode == 0 and (folder / "result.txt").read_text() == "result\n"
+        assert counts(folder) == {"A": 1, "B": 1, "C": 0}
+        (folder / "sim.sh").write_text((folder / "sim.sh").read_text() + "echo more\n")
+        res = cli(home, "run", str(wf), "-q", env=env, timeout=240)  # the script's bytes
+        assert res.returncode == 0, res.stderr
+        assert counts(folder) == {"A": 2, "B": 2, "C": 0}
+    finally:
+        cluster.stop()
