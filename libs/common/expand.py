@@ -88,7 +88,7 @@ def _source(key: str, raw: Any, variables: dict[str, Any]) -> Source:
             raw = value
         elif "[" in raw:
             try:
-                raw = _range_values(expand_range(raw))
+                raw = _range_values(expand_range(raw, HARD_MAX_JOBS))  # counted first
             except ValueError as exc:
                 raise ExpandError(f"{where}: {exc}") from None
     if not isinstance(raw, list):

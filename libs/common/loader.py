@@ -20,8 +20,9 @@ from .expand import HARD_MAX_JOBS, MAX_JOBS, expand_static
 from .names import InvalidName, check_job, check_workflow
 from .placeholders import parent_refs, substitute_vars
 from .ranges import expand, expand_one
+from .safety import LINE_FIELDS, UnsafeValue, check_line
 from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow, check_spec
-from .yamlread import Lines, YamlProblem, read_yaml
+from .yamlread import Lines, YamlProblem, read_yaml, value_problem
 
 UNEXPECTED = "jobmesh could not check this workflow "
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -190,6 +191,7 @@ class _Builder:
                 parents_of[b].add(a)
         for job in final_jobs.values():
             self._check_refs(job, parents_of[job.name])
+            self._check_filled(job, variables)
         colors = dict(DEFAULT_COLORS)
         colors.update(self._colors(data.get("colors")))
         if self.issues:
@@ -244,6 +246,11 @@ class _Builder:
                 self.err(f"unknown variable '{key}' given to override; declare it under "
                          f"variables: (declared: {known})", "variables", field="variables")
             else:
+                bad = value_problem(value)
+                if bad:
+                    self.err(f"variable '{key}' given to override: {bad}", "variables",
+                             field="variables")
+                    continue
                 variables[key] = value
         return variables
 
@@ -512,6 +519,19 @@ class _Builder:
                     self.err(f"{{parents.{ref}.outputs.{key}}} refers to '{ref}', which is not "
                              f"a parent of '{job.name}'; add a dependency {ref},{job.name}",
                              *self._where(node, fld), node=node, field=fld)
+
+    def _check_filled(self, job: JobSpec, variables: dict[str, Any]) -> None:
+        """A variable (``-v``, REST ``variables``) must not put a line break into a value
+        that reaches a batch directive or a command line (the scheduler checks again)."""
+        node = job.foreach_of or job.name
+        for key in LINE_FIELDS:
+            value = getattr(job, key) if key in JobSpec.model_fields else job.extras.get(key)
+            if not isinstance(value, str) or "{" not in value or not variables:
+                continue
+            try:
+                check_line(substitute_vars(value, variables), f"'{key}' with its variables")
+            except UnsafeValue as exc:
+                self.err(str(exc), *self._where(node, key), node=node, field=key)
 
     def _venv(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
         venv = attrs.get("venv")

@@ -109,6 +109,29 @@ def expanded_size(root: yaml.Node) -> tuple[int, int]:
     return size[id(root)], height[id(root)]
 
 
+def value_problem(value: Any) -> str | None:
+    """Why a value given from outside the file (``-v``, REST ``variables``) cannot be a
+    variable, or None: the same bounds as the file's values, and plain JSON types."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if depth > MAX_DEPTH or seen > MAX_VALUES:
+            return f"nests deeper than {MAX_DEPTH} levels or holds too many values"
+        if isinstance(item, float) and (item != item or item in (float("inf"), -float("inf"))):
+            return "holds a number that is not finite"
+        if isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                return "holds a mapping whose keys are not text"
+            stack += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
+        elif item is not None and not isinstance(item, (str, int, float, bool)):
+            return f"holds a {type(item).__name__}, not text, a number, a list or a mapping"
+    return None
+
+
 def _bad_tag(nodes: list[yaml.Node]) -> tuple[int | None, str]:
     """The first scalar whose tag cannot be constructed: (line, tag)."""
     probe = yaml.SafeLoader("")

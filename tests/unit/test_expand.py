@@ -301,3 +301,11 @@ def test_a_dynamic_foreach_node_cannot_be_named_by_its_children() -> None:
     found = issues(nodes, ["split,proc,merge"])
     assert sorted((i.node, i.field) for i in found) == [("merge", "exec"), ("merge", "when")]
     assert all("get their names when it expands" in i.message for i in found)
+
+
+def test_a_huge_foreach_range_is_counted_before_it_is_expanded() -> None:
+    from jobmesh.common.expand import ExpandError, sources
+
+    text = ",".join(f"n[{i * 100000}-{i * 100000 + 99999}]" for i in range(6))
+    with pytest.raises(ExpandError, match="expands into 600000 names"):
+        sources(text, {})

@@ -779,3 +779,35 @@ def test_range_keys_are_counted_before_they_are_expanded(tmp_path: Path) -> None
         """)
     assert "expands into 100000 names, more than the limit of 10000 jobs" in msg
     assert "expands into 500000 names" in msg
+
+
+def test_a_variable_override_cannot_break_a_directive_line(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        variables: {p: debug}
+        workflow:
+          nodes:
+            a: {exec: 'true', kind: slurm, host: h, partition: '{p}'}
+        """)
+    assert load_workflow(path).workflow.jobs["a"].extras["partition"] == "{p}"
+    with pytest.raises(SpecError) as err:
+        load_workflow(path, variables={"p": "x\ntouch PWN"})
+    assert "wf.yaml:4: node 'a' field 'partition': 'partition' with its variables holds " \
+           "the control character" in str(err.value)
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value,words", [
+    (float("nan"), "not finite"), ({1: "x"}, "keys are not text"), (b"x", "holds a bytes"),
+    (_nested(100), "nests deeper"),
+])
+def test_variable_overrides_are_plain_bounded_values(tmp_path: Path, value, words) -> None:
+    path = write(tmp_path, "variables: {v: 1}\nworkflow: {nodes: {a: {}}}\n")
+    with pytest.raises(SpecError) as err:
+        load_workflow(path, variables={"v": value})
+    assert words in str(err.value)

@@ -69,3 +69,15 @@ def test_largest_allowed_range_expands() -> None:
     out = expand_one(f"a[1-{MAX_EXPANSION + 1}]")
     assert len(out) == MAX_EXPANSION + 1
     assert out[0] == "a1" and out[-1] == f"a{MAX_EXPANSION + 1}"
+
+
+def test_ranges_are_counted_before_they_are_expanded() -> None:
+    from jobmesh.common.ranges import count, expand
+
+    text = ",".join(f"n[{i * 100000}-{i * 100000 + 99999}]" for i in range(5))
+    assert count(text) == 500_000 and count("a,b[1-3],c[7]") == 5
+    with pytest.raises(ValueError, match="expands into 500000 names, more than the limit"):
+        expand(text, limit=10_000)
+    with pytest.raises(ValueError, match="too large"):
+        count("n[0-99999999999999999999]")
+    assert expand("a[1-3]", limit=3) == ["a1", "a2", "a3"]
