@@ -144,21 +144,27 @@ class _Shell:
         self.i = end + 1
 
 
+def _word(text: str) -> str:
+    """shlex.quote, with each ``{`` followed by an empty '' so the value's text is never
+    read as a placeholder again (a foreach value is filled in before the variables)."""
+    return shlex.quote(text).replace("{", "{''")
+
+
 def shell_value(text: str, where: str) -> str:
     """``text`` as one word of data for a placeholder sitting in context ``where``."""
     if where == "single":   # '...{x}...': close, the quoted word, reopen
-        return "'" + shlex.quote(text) + "'"
+        return "'" + _word(text) + "'"
     if where == "double":   # "...{x}...": the same with double quotes
-        return '"' + shlex.quote(text) + '"'
+        return '"' + _word(text) + '"'
     if where == "ansi":     # $'...{x}...'
-        return text.replace("\\", "\\\\").replace("'", "\\'")
+        return text.replace("\\", "\\\\").replace("'", "\\'").replace("{", "{'$'")
     if where == "comment":
-        return shlex.quote(" ".join(text.splitlines()))
+        return _word(" ".join(text.splitlines()))
     if where.startswith("heredoc"):
         if where == "heredoc":
             return re.sub(r"([\\$`])", r"\\\1", text)
         return text
-    return shlex.quote(text)
+    return _word(text)
 
 
 def _heredoc_safe(text: str, m: re.Match[str], value: str, delimiter: str) -> None:

@@ -171,3 +171,12 @@ def test_outside_exec_values_stay_as_they_are() -> None:
 def test_shell_syntax_is_still_left_alone_in_exec() -> None:
     text = "awk '{print $1}' ${HOME} {a,b} {unknown} find . -exec rm {} \\;"
     assert substitute(text, {}, {"x": "X"}, shell=True) == text
+
+
+def test_a_filled_value_is_never_read_as_a_placeholder_again(tmp_path) -> None:
+    # a foreach value is baked in at expansion; variables are filled in later
+    for template in ("echo {item}", "echo '{item}'", 'echo "{item}"', "echo $'{item}'"):
+        baked = substitute(template, {}, {"item": "{v:raw} {v}"}, shell=True)
+        cmd = substitute(baked, {}, {"v": "'; touch PWN; '"}, shell=True)
+        assert run_sh(cmd, str(tmp_path)) == "{v:raw} {v}\n", (template, cmd)
+    assert not (tmp_path / "PWN").exists()
