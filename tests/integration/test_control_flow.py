@@ -47,7 +47,9 @@ def test_three_by_three_sweep_runs_nine_jobs_and_fan_in_waits(home: Path) -> Non
     fan_in = ts(doc["jobs"]["summarize"]["started"])
     assert fan_in >= max(ts(j["ended"]) for j in train.values()) - 0.05
     summary = Path(doc["jobs"]["summarize"]["log"]).read_text()
-    assert "sweep finished: every training run of [a100,v100,k80] x [1,2,3] x [1]" in summary
+    # a list variable arrives as its JSON text, quotes and all (placeholder quoting)
+    assert 'sweep finished: every training run of ["a100","v100","k80"] x [1,2,3] x [1]' \
+        in summary
 
 
 def dynamic_workflow(folder: Path, items: list[Any]) -> Path:
