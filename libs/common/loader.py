@@ -499,9 +499,18 @@ class _Builder:
                          f"'{name}', which is not next to the workflow file", *path,
                          node=name, field="name")
                 return False
-            return str(full)
+            return self._confined(full, name, path)
         default = self.base / f"{name}.sh"
-        return str(default.resolve()) if default.is_file() else None
+        return self._confined(default.resolve(), name, path) if default.is_file() else None
+
+    def _confined(self, full: Path, name: str, path: tuple[str, ...]) -> str | bool:
+        """An uploaded workflow's script found by its node's name must not be a link out
+        of its folder either."""
+        if self.confine and not full.is_relative_to(self.base.resolve()):
+            self.err(f"script '{full.name}' must be inside the workflow's folder: the "
+                     "workflow was uploaded", *path, node=name, field="script")
+            return False
+        return str(full)
 
     def _check_refs(self, job: JobSpec, parents: set[str]) -> None:
         """{parents.X.outputs.K} must name a parent of this job."""

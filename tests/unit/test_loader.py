@@ -760,6 +760,10 @@ def test_an_uploaded_workflows_script_stays_in_its_folder(tmp_path: Path) -> Non
         assert "inside the workflow's folder" in str(err.value), script
         if not script.startswith("/"):  # no server path in the message
             assert str(tmp_path) not in str(err.value)
+    for node in ("link.sh", "link"):  # the script named by the node, or <node>.sh
+        text = f"workflow:\n  nodes:\n    {node}: {{}}\n"
+        with pytest.raises(SpecError, match="inside the workflow's folder"):
+            parse_workflow(text, "wf.yaml", base_dir=tmp_path / "up", name="w")
     ok = parse_workflow("workflow:\n  nodes:\n    a: {script: in.sh}\n", "wf.yaml", name="w",
                         base_dir=tmp_path / "up")
     assert ok.workflow.jobs["a"].script == str(tmp_path / "up" / "in.sh")
