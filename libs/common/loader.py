@@ -25,6 +25,7 @@ from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow, che
 from .yamlread import Lines, YamlProblem, read_yaml, value_problem
 
 UNEXPECTED = "jobmesh could not check this workflow "
+_FIELDS = frozenset(JobSpec.model_fields)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description",
             "slurm_dependencies"}
@@ -532,9 +533,11 @@ class _Builder:
     def _check_filled(self, job: JobSpec, variables: dict[str, Any]) -> None:
         """A variable (``-v``, REST ``variables``) must not put a line break into a value
         that reaches a batch directive or a command line (the scheduler checks again)."""
-        node = job.foreach_of or job.name
+        if not variables:
+            return
+        node, extras = job.foreach_of or job.name, job.extras
         for key in LINE_FIELDS:
-            value = getattr(job, key) if key in JobSpec.model_fields else job.extras.get(key)
+            value = getattr(job, key) if key in _FIELDS else extras.get(key)
             if not isinstance(value, str) or "{" not in value or not variables:
                 continue
             try:

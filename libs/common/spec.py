@@ -228,6 +228,9 @@ class Workflow(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+_FIELDS = frozenset(JobSpec.model_fields)
+
+
 def check_spec(spec: JobSpec) -> list[tuple[str, str]]:
     """What is unsafe in a node once its placeholders are filled, as (field, message):
     a pool that cannot be a NATS subject token, a line break in a value that reaches a
@@ -241,7 +244,7 @@ def check_spec(spec: JobSpec) -> list[tuple[str, str]]:
                     "'-' or '_'"))
     extras = spec.extras
     for key in LINE_FIELDS:
-        value = getattr(spec, key) if key in JobSpec.model_fields else extras.get(key)
+        value = getattr(spec, key) if key in _FIELDS else extras.get(key)
         try:
             check_line(value, f"'{key}'")
         except ValueError as exc:

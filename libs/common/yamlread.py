@@ -47,6 +47,8 @@ class Lines:
         self.lines: dict[tuple[str, ...], int] = {}
         self.duplicates: list[tuple[tuple[str, ...], int]] = []
         self.nodes: list[yaml.Node] = []
+        self.shared = False  # a node is reached twice: aliases (or a recursive one)
+        self.depth = 0       # how deep the values nest, aliases not followed
         if root is None:
             return
         seen: set[int] = set()
@@ -54,9 +56,11 @@ class Lines:
         while stack:
             node, path = stack.pop()
             if id(node) in seen:
+                self.shared = True
                 continue
             seen.add(id(node))
             self.nodes.append(node)
+            self.depth = max(self.depth, len(path) + 1)
             todo: list[tuple[yaml.Node, tuple[str, ...]]] = []
             if isinstance(node, yaml.MappingNode):
                 keys: set[str] = set()
@@ -159,15 +163,17 @@ def read_yaml(text: str) -> tuple[Any, Lines]:
             raise YamlProblem(None, "the YAML is nested too deeply") from None
         if root is None:
             return None, Lines()
-        values, depth = expanded_size(root)
+        lines = Lines(root)
+        values, depth = expanded_size(root) if lines.shared else (len(lines.nodes),
+                                                                  lines.depth)
         if values > MAX_VALUES:
             raise YamlProblem(None, f"aliases (*name) make this file hold more than "
                               f"{MAX_VALUES:,} values; write the values out or use fewer "
-                              "aliases")
+                              "aliases" if lines.shared else f"the file holds more than "
+                              f"{MAX_VALUES:,} values")
         if depth > MAX_DEPTH:
             raise YamlProblem(None, f"values nest {depth} levels deep; jobmesh reads at "
                               f"most {MAX_DEPTH}")
-        lines = Lines(root)
         binary = next((n for n in lines.nodes if n.tag == "tag:yaml.org,2002:binary"), None)
         if binary is not None:  # bytes travel nowhere (JSON on the bus is text)
             raise YamlProblem(binary.start_mark.line + 1, "a !!binary value cannot be used; "
