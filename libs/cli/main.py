@@ -27,6 +27,7 @@ from jobmesh.common.names import InvalidName, check_job, check_workflow
 from jobmesh.common.settings import default_home
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
+from jobmesh.common.yamlread import YamlProblem, read_yaml
 from rich.console import Console
 from rich.live import Live
 
@@ -67,9 +68,9 @@ def _variables(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise UserError(f"-v {pair!r}: write NAME=VALUE, e.g. -v epochs=5")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
+        try:  # bounded like a workflow file: tags, aliases, nesting
+            value = read_yaml(text)[0] if text.strip() else ""
+        except YamlProblem:
             value = text
         out[key.strip()] = text if isinstance(value, dict) else value
     return out
