@@ -128,3 +128,16 @@ def test_hostile_values_exit_2_with_a_message(tmp_path: Path, home: Path, text: 
     wf.write_text(text)
     err = check(home, wf, *needles)
     assert "internal error" not in err and "could not check" not in err
+
+
+def test_hostile_variable_values_from_the_cli(tmp_path: Path, home: Path) -> None:
+    wf = tmp_path / "v.yaml"
+    wf.write_text("variables: {p: debug}\nworkflow:\n  nodes:\n"
+                  "    a: {exec: 'true', kind: slurm, host: h, partition: '{p}'}\n")
+    res = cli(home, "validate", str(wf), "-v", "p=!!int a")
+    assert res.returncode == 0, res.stderr  # not a number: the text '!!int a'
+    res = cli(home, "validate", str(wf), "-v", "p=&a [*a]")  # a recursive alias: text
+    assert res.returncode == 0, res.stderr
+    res = cli(home, "validate", str(wf), "-v", 'p="x\\ntouch PWN"')
+    assert res.returncode == 2 and "control character" in res.stderr
+    assert "Traceback" not in res.stderr
