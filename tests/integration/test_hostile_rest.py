@@ -1,0 +1,71 @@
+"""Hostile workflows and variables over REST (issue 14: D3, D5, D6, D14, uploaded
+scripts): a 4xx with the loader's message, never a 500, and values stay data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import cli
+from tests.integration.test_gateway import _up, auth
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(home: Path) -> Iterator[httpx.Client]:
+    url = _up(home)
+    with httpx.Client(base_url=url, timeout=30, headers=auth(home)) as client:
+        yield client
+    assert cli(home, "down", timeout=90).returncode == 0
+
+
+BOMB = ("name: bomb\nvariables:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"  {c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n"
+                  for p, c in zip("abcdefg", "bcdefgh"))
+        + "workflow: {nodes: {a: {}}}\n")
+
+
+@pytest.mark.parametrize("text,words", [
+    ("x: !!int a\nworkflow: {nodes: {a: {}}}\n", "!!int cannot be read"),
+    ('x: !!float ""\nworkflow: {nodes: {a: {}}}\n', "!!float cannot be read"),
+    ("workflow: {nodes: {a: {x: !!timestamp a}}}\n", "!!timestamp"),
+    ('workflow: {nodes: {a: {script: "a\\0b.sh"}}}\n', "control character"),
+    ("workflow: {nodes: {a: {script: " + "s" * 300 + ".sh}}}\n", "too long"),
+    ("workflow: {nodes: {a: {script: ../../etc/passwd.sh}}}\n", "inside the workflow's folder"),
+    ("workflow: {nodes: {a: {exec: 'true', pool: 'bad.pool>'}}}\n", "invalid pool name"),
+    ('workflow: {nodes: {a: {exec: "true", kind: slurm, partition: "x\\ny"}}}\n',
+     "control character"),
+    ("workflow: {nodes: {a: {exec: 'true', kind: ssh, host: h, port: x}}}\n",
+     "'port' must be a whole number"),
+    (BOMB, "aliases (*name) make this file hold more than"),
+])
+def test_hostile_uploads_get_a_4xx_with_the_loaders_message(api: httpx.Client, text: str,
+                                                            words: str) -> None:
+    began = time.monotonic()
+    r = api.post("/api/workflows", files={"file": ("wf.yaml", text.encode())},
+                 data={"name": "hostile"})
+    assert 400 <= r.status_code < 500, r.text
+    assert words in r.json()["detail"]
+    assert time.monotonic() - began < 10  # the bomb is refused before it is expanded
+
+
+def test_rest_variables_cannot_break_a_directive_or_the_bus(api: httpx.Client,
+                                                              home: Path) -> None:
+    wf = ("variables: {v: hi, p: debug}\nworkflow:\n  nodes:\n"
+          "    a: {exec: 'echo got {v} > $JOBMESH_WORKFLOW_DIR/got.txt'}\n"
+          "    s: {exec: 'true', kind: slurm, host: h, partition: '{p}'}\n")
+    up = api.post("/api/workflows", files={"file": ("vars.yaml", wf.encode())})
+    assert up.status_code == 201, up.text
+    r = api.post("/api/workflows/vars/run", json={"variables": {"p": "x\ntouch PWN"}})
+    assert r.status_code == 422 and "control character" in r.json()["detail"]
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    r = api.post("/api/workflows/vars/run", json={"variables": {"v": deep}})
+    assert r.status_code == 422 and "nests deeper" in r.json()["detail"]
+    assert not list(home.rglob("PWN"))
