@@ -71,6 +71,9 @@ HOSTILE: list[Any] = [
     "$(touch PWN)", "`touch PWN`", "'; touch PWN; '", [], {}, [[[[[]]]]], {"a": {"b": {}}},
     ["x"] * 1000, {"k" * 300: 1}, "1s", "-5s", "99999999999d", "product", "zip", "cross",
     "local", "ssh", "slurm", "lsf", "wsl", "nope", b"bytes".decode(), "*", "&", "!", "%",
+    "cat <<EOF\n{x}\nEOF", "cat <<'E'\n{x}{x}\nE", "echo '{x}' \"{x}\" $'{x}' `echo {x}` # {x}",
+    "echo \"$(printf %s '{parents.a.outputs.v}')\" {x:raw}", "echo {x}\\", "echo '{x}",
+    "echo $'{x}\\'", "<<", "echo {item} {gpu}", {"x": "{x}"}, ["{x}", "$(x)"],
 ]
 TAGS = ["!!int", "!!float", "!!timestamp", "!!binary", "!!set", "!!omap", "!!pairs",
         "!!str", "!!null", "!!bool", "!!seq", "!!map", "!!python/object:os.system",

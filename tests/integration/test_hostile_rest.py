@@ -3,6 +3,7 @@ scripts): a 4xx with the loader's message, never a 500, and values stay data."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,19 @@ import httpx
 import pytest
 
 from tests.conftest import cli
-from tests.integration.test_gateway import _up, auth
 
 pytestmark = pytest.mark.integration
+
+
+def _up(home: Path) -> str:
+    res = cli(home, "up", "--port", "0", timeout=90)
+    assert res.returncode == 0, res.stderr + res.stdout
+    return json.loads((home / "service.json").read_text())["url"]
+
+
+def auth(home: Path) -> dict[str, str]:
+    """`jobmesh up` keeps the API's token in the home's gateway.token."""
+    return {"Authorization": f"Bearer {(home / 'gateway.token').read_text().strip()}"}
 
 
 @pytest.fixture
