@@ -1,4 +1,4 @@
-"""The remote launch line names a missing python: as data, never as shell (issue 14, D16)."""
+"""Values that reach a command line or a batch directive are data (issue 14, D5, D16)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,23 @@ def test_a_hostile_python_is_printed_not_run(tmp_path: Path) -> None:
     assert res.returncode == 90
     assert res.stdout == f"MISSING {python}\n"
     assert not (tmp_path / "PWN").exists()
+
+
+@pytest.mark.parametrize("system,attr", [("slurm", "partition"), ("slurm", "account"),
+                                         ("slurm", "sbatch"), ("lsf", "queue"),
+                                         ("lsf", "bsub")])
+def test_the_batch_executor_refuses_a_line_break_in_a_directive(system: str,
+                                                                attr: str) -> None:
+    # the last of three checks (loader, scheduler, executor): a job that got past both
+    from jobmesh.executor.base import InvalidJobError
+    from jobmesh.executor.batch import BatchExecutor
+    from jobmesh.executor.lsf import LSF
+    from jobmesh.executor.slurm import Slurm
+
+    ex = BatchExecutor.__new__(BatchExecutor)
+    ex.system = Slurm() if system == "slurm" else LSF()
+    spec = JobSpec(name="a", kind=system, exec="true", **{attr: "x\ntouch PWN"})
+    job = JobReady(workflow="w", run="r", job="a", attempt=1, pool=system, spec=spec,
+                   base_dir="/tmp", time=0.0)
+    with pytest.raises(InvalidJobError, match=f"'{attr}' holds the control character"):
+        ex._files(job, "/tmp/rd", "/tmp")
