@@ -100,13 +100,14 @@ class SchedulerService:
 
     async def _safe(self, nc: Any, js: Any, ins: Instruction) -> None:
         """``_one``; an instruction that cannot be published (e.g. a pool that is not a
-        subject token) fails its job with the reason instead of stopping the scheduler.
-        NATS being away (BusError) still stops it: the service restarts and replays."""
+        subject token, or a message larger than NATS's max_payload) fails its job with the
+        reason instead of stopping the scheduler. NATS being away (BusError) still stops
+        it: the service restarts and replays."""
         try:
             await self._one(nc, js, ins)
-        except bus.BusError:
-            raise
         except Exception as exc:  # noqa: BLE001 - one job's data, not the scheduler
+            if isinstance(exc, bus.BusError) and "MaxPayload" not in str(exc):
+                raise  # NATS is away: not this job's fault
             why = f"{type(exc).__name__}: {exc}"
             log.error("workflow %s job %s: cannot %s (%s)", ins.workflow, ins.job,
                       type(ins).__name__, why)

@@ -30,6 +30,7 @@ from jobmesh.common.spec import JobSpec
 from jobmesh.common.states import JobState
 
 CANCEL_RESEND = 5.0  # seconds between repeated cancel requests for a job still running
+EXPAND_MAX_BYTES = 6_000_000  # a dynamic foreach's new jobs (NATS max_payload: 8 MB)
 
 
 # -- instructions -----------------------------------------------------------------------
@@ -188,6 +189,11 @@ class ControlFlow:
             clash = next((n for n in jobs if n in self.jobs), None)
             if clash is not None:
                 raise ExpandError(f"it would make a job named '{clash}', which exists")
+            size = sum(len(j.model_dump_json()) for j in jobs.values()) + 60 * len(edges)
+            if size > EXPAND_MAX_BYTES:  # one JobsExpanded message must fit NATS's payload
+                raise ExpandError(f"its {len(jobs)} jobs would be {size / 1e6:.1f} MB in one "
+                                  f"message, more than {EXPAND_MAX_BYTES / 1e6:.0f} MB; "
+                                  "expand over fewer values")
         except ExpandError as exc:
             self._mark(name, job, JobState.FAILED, f"foreach: {exc}", out)
             return

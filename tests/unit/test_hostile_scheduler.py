@@ -97,3 +97,14 @@ def test_an_event_the_core_cannot_apply_is_logged_and_skipped(monkeypatch, caplo
     assert "skipping event 7" in caplog.text and "poison" in caplog.text
     assert [(i.job, i.state) for i in svc.poison] == [("a", JobState.FAILED)]
     assert "event 7: ValueError: poison" in svc.poison[0].reason
+
+
+def test_a_dynamic_foreach_too_big_for_one_bus_message_fails_with_a_reason() -> None:
+    big = "echo {item} " + "x" * 4000  # each job's spec is about 4 kB
+    sim = Sim(workflow([("p", "c")], c={"exec": big, "foreach": "{parents.p.outputs.l}"}))
+    sim.step()
+    sim.done("p", outputs={"l": list(range(2000))})
+    out = sim.step()
+    assert "foreach: its 2000 jobs would be 9.0 MB in one message" in reasons(out)["c"]
+    assert "more than 6 MB; expand over fewer values" in reasons(out)["c"]
+    assert sim.state("c") is JobState.FAILED
