@@ -38,9 +38,11 @@ class SchedulerService:
         self.replayed = False
         self.reused = False  # a job was reused in the last _execute
         self.poison: list[Instruction] = []  # failures of workflows the core dropped
+        self.max_payload: int | None = None  # the server's, once connected
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, "jobmesh-scheduler")
+        self.max_payload = getattr(nc, "max_payload", None)
         js = nc.jetstream()
         await bus.ensure(js, self.settings.replicas)
         follower = bus.LogFollower(js)
@@ -157,6 +159,7 @@ class SchedulerService:
         job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
                        pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now,
                        native_deps=list(ins.native_deps), cache_key=key)
+        _fits(self.max_payload, job)  # too large: this job fails, now (see _safe)
         # Both at once (one write, acks awaited together). Either order is safe: a
         # replay re-sends a READY job's JobReady, and one without its ready event is
         # released again under the same message id.
@@ -189,9 +192,20 @@ class SchedulerService:
         elif isinstance(ins, ExpandJob):
             event = JobsExpanded(workflow=ins.workflow, run=ins.run, job=ins.job,
                                  attempt=ins.attempt, jobs=ins.jobs, edges=ins.edges, time=now)
+            _fits(self.max_payload, event)
             ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}.expanded"
             await bus.publish(js, subjects.events(ins.workflow, ins.job), event, msg_id=ident)
         elif isinstance(ins, CancelRunning):
             msg = CancelJob(workflow=ins.workflow, run=ins.run, job=ins.job,
                             attempt=ins.attempt, reason=ins.reason, time=now)
             await nc.publish(subjects.cancel(ins.pool), bus.encode(msg))
+
+
+def _fits(limit: Any, msg: Any) -> None:
+    """A message larger than the server's max_payload is refused at once (ValueError: its
+    job fails), not retried until the publish deadline."""
+    if isinstance(limit, int) and limit > 0:
+        size = len(bus.encode(msg))
+        if size > limit:
+            raise ValueError(f"the message is {size / 1e6:.1f} MB, more than NATS's "
+                             f"max_payload of {limit / 1e6:.1f} MB")

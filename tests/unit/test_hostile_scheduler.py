@@ -108,3 +108,36 @@ def test_a_dynamic_foreach_too_big_for_one_bus_message_fails_with_a_reason() -> 
     assert "foreach: its 2000 jobs would be 9.0 MB in one message" in reasons(out)["c"]
     assert "more than 6 MB; expand over fewer values" in reasons(out)["c"]
     assert sim.state("c") is JobState.FAILED
+
+
+def test_a_release_too_large_for_nats_fails_its_job_and_nats_trouble_still_stops() -> None:
+    import asyncio
+
+    from jobmesh.common import bus
+    from jobmesh.scheduler.app import _fits
+
+    sim = Sim(workflow(names=["a"], a={"exec": "echo " + "x" * 5000}))
+    (rel,) = sim.step()
+    with pytest.raises(ValueError, match="more than NATS's max_payload of 0.0 MB"):
+        _fits(1000, JobSucceeded(workflow="w", run="r1", job="a", attempt=1, time=0.0,
+                                 outputs={"v": "x" * 2000}))
+    svc = SchedulerService.__new__(SchedulerService)
+    sent: list[Any] = []
+    failure: list[Exception] = []
+
+    async def one(nc: Any, js: Any, ins: Any) -> None:
+        if isinstance(ins, ReleaseJob):
+            raise failure[0]
+        sent.append(ins)
+
+    svc._one = one  # type: ignore[method-assign]
+    for exc in (ValueError("the message is 9.0 MB, more than NATS's max_payload"),
+                bus.BusError("publish failed after 9 attempts: MaxPayloadError()")):
+        failure[:] = [exc]
+        sent.clear()
+        asyncio.run(svc._safe(None, None, rel))
+        assert [(i.job, i.state) for i in sent] == [("a", JobState.FAILED)]
+        assert sent[0].reason.startswith("cannot start: ")
+    failure[:] = [bus.BusError("publish failed after 9 attempts: TimeoutError()")]
+    with pytest.raises(bus.BusError):
+        asyncio.run(svc._safe(None, None, rel))
