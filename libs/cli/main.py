@@ -354,24 +354,34 @@ def graph(name: str = typer.Argument(..., help="workflow name"),
 @app.command()
 def up(host: str = typer.Option("127.0.0.1", help="address for the API and GUI"),
        port: int = typer.Option(8000, help="port (0 picks a free one)"),
-       token: Optional[str] = typer.Option(None, help="bearer token for the API (or "
-                                           "JOBMESH_TOKEN); required beyond loopback")) -> None:
+       token: Optional[str] = typer.Option(None, help="the API's token (or JOBMESH_TOKEN); "
+                                           "required beyond loopback; default: the home's "
+                                           "gateway.token, made up on first use"),
+       allow_host: Optional[list[str]] = typer.Option(
+           None, "--allow-host", metavar="NAME", help="a host name a reverse proxy reaches "
+           "the service by (repeatable; or JOBMESH_ALLOW_HOSTS=a,b)")) -> None:
     """Start the stack and the gateway in the background."""
-    from jobmesh.gateway.app import TokenRequired, check_bind
+    from jobmesh.gateway.auth import TokenRequired, check_bind, read_home_token
 
     from . import service
 
     token = token or os.environ.get("JOBMESH_TOKEN") or None
     try:
-        check_bind(host, token)
+        check_bind(host, token)  # (serve checks again: the one rule is auth.resolve)
     except TokenRequired as exc:
         raise UserError(str(exc)) from None
+    if allow_host:
+        os.environ["JOBMESH_ALLOW_HOSTS"] = ",".join(
+            [*allow_host, *filter(None, os.environ.get("JOBMESH_ALLOW_HOSTS", "").split(","))])
     try:
         info = service.up(_home(), host, port, token)
     except RuntimeError as exc:
         raise UserError(str(exc), 1) from None
-    out.print(f"jobmesh is up at {info['url']} (GUI at /, API docs at /docs); "
-              f"'jobmesh down' stops it", highlight=False)
+    secret = read_home_token(_home())
+    entry = f"{info['url']}/?token={secret}" if secret else info["url"]
+    out.print(f"jobmesh is up at {entry} (GUI; API docs at /docs; the API's token is in "
+              f"{_home() / 'gateway.token'}); 'jobmesh down' stops it", highlight=False,
+              soft_wrap=True)
 
 
 @app.command()
@@ -410,9 +420,15 @@ def info() -> None:
 @app.command(hidden=True)
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """The background process that 'jobmesh up' starts."""
+    from jobmesh.gateway.auth import TokenRequired, resolve
+
     from . import service
 
-    asyncio.run(service.serve(_home(), host, port, os.environ.get("JOBMESH_TOKEN") or None))
+    try:  # the same rule as up and python -m jobmesh.gateway: auth.resolve
+        token = resolve(_home(), host, os.environ.get("JOBMESH_TOKEN") or None)
+    except TokenRequired as exc:
+        raise UserError(str(exc)) from None
+    asyncio.run(service.serve(_home(), host, port, token))
 
 
 # -- helpers for jobs ----------------------------------------------------------------------

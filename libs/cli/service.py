@@ -132,7 +132,7 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Stack(home, use_running=False) as stack:
-        app = create_app(stack.settings, token, nc=stack.nc)
+        app = create_app(stack.settings, token, nc=stack.nc, bind=host)
         # /healthz answers 503 when one has died (naming the error's type; the log has more)
         app.state.dead_services = lambda: stack.dead(detail=False)
         # Open live streams (GUI tabs) must not hold 'jobmesh down' hostage.

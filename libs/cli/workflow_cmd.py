@@ -42,7 +42,8 @@ err = Console(stderr=True, soft_wrap=True)
 Url = Annotated[Optional[str], typer.Option(
     "--url", help="the API's URL (default: $JOBMESH_URL, else the stack 'jobmesh up' runs)")]
 Token = Annotated[Optional[str], typer.Option(
-    "--token", help="bearer token (default: $JOBMESH_TOKEN)")]
+    "--token", help="bearer token (default: $JOBMESH_TOKEN, else the home's gateway.token "
+    "for the stack 'jobmesh up' runs)")]
 BAD_INPUT = (400, 413, 422)
 
 

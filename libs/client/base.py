@@ -10,12 +10,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from jobmesh.common import credentials
 from jobmesh.common.names import InvalidName, check_job, check_workflow
 from jobmesh.common.settings import default_home
 
 from . import sse
 from .sse import Event
 
+TOKEN_FILE = "gateway.token"  # as jobmesh.gateway.auth.TOKEN_FILE (the client needs no FastAPI)
 STREAM_READ = 60.0  # the gateway sends a keep-alive every 15 s; silence this long is a fault
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 
@@ -33,14 +35,36 @@ class ApiError(Exception):
         return f"ApiError({self.status}, {self.message!r})"
 
 
-def _service_url() -> str:
-    home = default_home()
+def _home_url() -> str | None:
     try:
-        return str(json.loads((home / "service.json").read_text())["url"])
-    except (OSError, ValueError, KeyError):
+        return str(json.loads((default_home() / "service.json").read_text())["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _service_url() -> str:
+    url = _home_url()
+    if url is None:
         raise ApiError(0, f"no jobmesh service to talk to: JOBMESH_URL is not set and "
-                       f"{home / 'service.json'} does not exist; start one with 'jobmesh up' "
-                       "or pass the URL") from None
+                       f"{default_home() / 'service.json'} does not exist; start one with "
+                       "'jobmesh up' or pass the URL")
+    return url
+
+
+def home_token(url: str) -> str | None:
+    """The token of the home's own service (``jobmesh up``), from
+    ``$JOBMESH_HOME/gateway.token``, when ``url`` is that service; never for another URL,
+    which must not learn it. None when the file is missing, not ours or not private."""
+    own = _home_url()
+    if own is None or own.rstrip("/") != url.rstrip("/"):
+        return None
+    path = default_home() / TOKEN_FILE
+    try:
+        if credentials._check(path) is not None:
+            return None
+        return credentials._read(path) or None
+    except OSError:
+        return None
 
 
 def _wf(name: str) -> str:
@@ -64,7 +88,7 @@ class BaseClient:
         self.url = (url or os.environ.get("JOBMESH_URL") or _service_url()).rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise ApiError(0, f"'{self.url}' is not an http:// or https:// URL")
-        token = token or os.environ.get("JOBMESH_TOKEN") or None
+        token = token or os.environ.get("JOBMESH_TOKEN") or home_token(self.url)
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
@@ -91,7 +115,8 @@ class BaseClient:
             detail = "; ".join(str(d.get("msg", d)) for d in detail)
         message = str(detail) if detail else f"HTTP {resp.status_code} {resp.reason_phrase}"
         if resp.status_code == 401:
-            message += " (pass token=... or set JOBMESH_TOKEN)"
+            message += (" (pass token=... or set JOBMESH_TOKEN; a 'jobmesh up' of this "
+                        f"account keeps it in $JOBMESH_HOME/{TOKEN_FILE})")
         raise ApiError(resp.status_code, message, body.get("errors") if isinstance(body, dict)
                        else None)
 

@@ -24,9 +24,10 @@ __all__ = ["ApiError", "Client", "Event"]
 
 class Client(BaseClient):
     """``Client()`` talks to ``$JOBMESH_URL``, else to the stack ``jobmesh up`` started
-    for ``$JOBMESH_HOME`` (default ~/.jobmesh); ``token`` defaults to ``$JOBMESH_TOKEN``;
-    ``timeout`` (seconds) bounds each request. Raises ApiError(0, ...) when there is no
-    URL to use. Use it as a context manager, or call ``close()``."""
+    for ``$JOBMESH_HOME`` (default ~/.jobmesh); ``token`` defaults to ``$JOBMESH_TOKEN``,
+    else, when the URL is that stack's, to its ``$JOBMESH_HOME/gateway.token`` (never sent
+    to another URL); ``timeout`` (seconds) bounds each request. Raises ApiError(0, ...)
+    when there is no URL to use. Use it as a context manager, or call ``close()``."""
 
     # -- workflows -----------------------------------------------------------------------
 

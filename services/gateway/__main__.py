@@ -1,4 +1,5 @@
-"""python -m jobmesh.gateway --nats URL [--host 127.0.0.1] [--port 8000] [--api-token T]"""
+"""python -m jobmesh.gateway --nats URL [--host 127.0.0.1] [--port 8000] [--api-token T]
+[--allow-host NAME]"""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 
 from jobmesh.common.service import base_parser, run_service, settings_from
 
-from .app import TokenRequired, check_bind, close_streams, create_app
+from .app import close_streams, create_app
+from .auth import TokenRequired, resolve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,12 +17,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-token", default=None, help="bearer token for the API (or "
-                   "JOBMESH_TOKEN); required to bind beyond loopback")
+                   "JOBMESH_TOKEN); required to bind beyond loopback; on loopback the "
+                   "default is the home's gateway.token")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name a reverse proxy reaches the gateway by (repeatable; "
+                   "or JOBMESH_ALLOW_HOSTS=a,b)")
     args = p.parse_args(argv)
     settings = settings_from(args)
-    token = args.api_token or os.environ.get("JOBMESH_TOKEN") or None
-    try:
-        check_bind(args.host, token)
+    try:  # the same rule as jobmesh up and jobmesh serve
+        token = resolve(settings.home, args.host,
+                        args.api_token or os.environ.get("JOBMESH_TOKEN") or None)
     except TokenRequired as exc:
         raise SystemExit(f"error: {exc}")
 
@@ -34,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         nc = await bus.connect(settings, "jobmesh-gateway")
         try:
             await bus.ensure(nc.jetstream(), settings.replicas)
-            app = create_app(settings, token, nc=nc)
+            app = create_app(settings, token, nc=nc, bind=args.host,
+                             allow_hosts=args.allow_host)
             # Open event streams end when asked (close_streams); anything else still open
             # after 3 s is cut short rather than holding the stop up.
             server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,

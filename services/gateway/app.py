@@ -6,13 +6,15 @@ reads go to threads, live updates come from KV watches and stream consumers.
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,28 +25,16 @@ from jobmesh.common.names import InvalidName
 from jobmesh.common.settings import Settings
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import events, health, jobs, workflows
+from . import entry, events, health, jobs, workflows
+from .auth import Guard, TokenRequired, check_bind
 from .deps import Gateway, authorize
+from .limits import BodyLimit
 from .store import Store
 
 STATIC = Path(__file__).parent / "static"
-
-
-class TokenRequired(ValueError):
-    pass
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Binding beyond loopback requires a token."""
-    if token:
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        raise TokenRequired(f"binding the API to {host} exposes it beyond this machine; "
-                            "set a token with --token (or JOBMESH_TOKEN)")
+RETRY_AFTER = 5  # seconds: a NATS node restarting or a cluster electing a leader
+log = logging.getLogger("jobmesh.gateway")
+__all__ = ["TokenRequired", "check_bind", "close_streams", "create_app"]
 
 
 def close_streams(app: FastAPI) -> None:
@@ -55,7 +45,12 @@ def close_streams(app: FastAPI) -> None:
         gw.close_streams()
 
 
-def create_app(settings: Settings, token: str | None = None, nc: Any | None = None) -> FastAPI:
+def create_app(settings: Settings, token: str | None = None, nc: Any | None = None,
+               bind: str = "127.0.0.1", allow_hosts: Iterable[str] = ()) -> FastAPI:
+    """The gateway. ``token``: what every API call must carry (None: nothing, for a
+    library user who guards it otherwise; the commands always set one, see
+    ``auth.resolve``). ``bind``: the address it listens on; ``allow_hosts``: names of a
+    reverse proxy in front of it (see ``auth.Guard``)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         conn = nc or await bus.connect(settings, "jobmesh-gateway")
@@ -81,7 +76,8 @@ def create_app(settings: Settings, token: str | None = None, nc: Any | None = No
 
     app = FastAPI(title="jobmesh", version=__version__, lifespan=lifespan,
                   description="Hybrid workflow manager: upload, run and watch workflows. "
-                  "With a token set, send 'Authorization: Bearer <token>'.")
+                  "Send the service's token as 'Authorization: Bearer <token>' (the token of "
+                  "a 'jobmesh up' is in $JOBMESH_HOME/gateway.token).")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -111,15 +107,33 @@ def create_app(settings: Settings, token: str | None = None, nc: Any | None = No
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
                             headers=getattr(exc, "headers", None))
 
+    # Every way NATS can fail to answer: 503 with Retry-After, never a 500.
     @app.exception_handler(bus.BusError)
-    async def bus_down(request: Request, exc: bus.BusError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+    @app.exception_handler(nats.errors.Error)
+    @app.exception_handler(asyncio.TimeoutError)
+    async def bus_down(request: Request, exc: Exception) -> JSONResponse:
+        what = str(exc) if isinstance(exc, bus.BusError) else type(exc).__name__
+        log.warning("%s %s: NATS did not answer: %r", request.method, request.url.path, exc)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER)},
+                            content={"detail": f"NATS is not answering ({what}); try again "
+                                     f"in {RETRY_AFTER} s"})
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log; the answer names no server path.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(status_code=500, content={
+            "detail": f"internal error ({type(exc).__name__}); the service's log has more"})
 
     secured = [Depends(authorize)]
     app.include_router(health.router)
     app.include_router(workflows.router, dependencies=secured)
     app.include_router(jobs.router, dependencies=secured)
     app.include_router(events.router, dependencies=secured)
+    app.include_router(entry.router)
     if (STATIC / "index.html").exists():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="gui")
+    # Outermost first: the Host/Origin guard, then the body limit, before any route.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(Guard, bind=bind, allow=tuple(allow_hosts))
     return app

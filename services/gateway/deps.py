@@ -13,6 +13,7 @@ from fastapi import Path as PathParam
 from jobmesh.common.names import JOB_RE, WORKFLOW_RE
 from pydantic import BaseModel
 
+from . import auth
 from .store import Store
 
 
@@ -66,18 +67,36 @@ def gateway(request: Request) -> Gateway:
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
+STREAMS = ("/events", "/log/stream")  # EventSource sends no headers: ?token= is allowed
+
+
+def cookie_name(request: Request) -> str:
+    """The GUI's cookie, one per port: two services on one host keep their own."""
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return f"{auth.COOKIE}-{port}"
+
+
+def token_ok(given: str, token: str) -> bool:
+    return bool(given) and secrets.compare_digest(given.encode(), token.encode())
+
+
 def authorize(request: Request) -> None:
-    """With a token set, every API call needs 'Authorization: Bearer <token>' (or
-    ?token=<token>, for browsers' EventSource, which cannot set headers)."""
+    """With a token set (always, under ``jobmesh up``), every API call needs it: as
+    'Authorization: Bearer <token>', as the GUI's cookie, or as ?token=<token> on the
+    event streams only (browsers' EventSource cannot set headers)."""
     token = request.app.state.gateway.token
     if not token:
         return
     header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get(
-        "token", "")
-    if not given or not secrets.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(401, "a bearer token is required: send 'Authorization: Bearer "
-                                 "<token>'", headers={"WWW-Authenticate": "Bearer"})
+    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not given:
+        given = request.cookies.get(cookie_name(request), "")
+    if not given and request.url.path.endswith(STREAMS):
+        given = request.query_params.get("token", "")
+    if not token_ok(given, token):
+        raise HTTPException(401, "a token is required: send 'Authorization: Bearer <token>' "
+                                 "(the token of a 'jobmesh up' is in $JOBMESH_HOME/"
+                                 f"{auth.TOKEN_FILE})", headers={"WWW-Authenticate": "Bearer"})
 
 
 GatewayDep = Annotated[Gateway, Depends(gateway)]

@@ -86,7 +86,9 @@ def resume_point(last_event_id: str | None, since: int | None) -> int | None:
     """The stream sequence a client has seen up to: Last-Event-ID (sent by EventSource
     when it reconnects by itself, so newer than the URL's ``since``), else ``since``."""
     text = (last_event_id or "").strip()
-    if text.isdigit():
+    # ASCII digits only, and few enough for a 64-bit sequence: str.isdigit() takes '²',
+    # which int() refuses, and int() refuses 5,000 digits. Anything else is ignored.
+    if text.isascii() and text.isdigit() and len(text) <= 19:
         return int(text)
     return since
 

@@ -72,7 +72,7 @@ async def editable(gw: GatewayDep, name: str) -> None:
 async def put_job(gw: GatewayDep, name: WfName, job: JobName, body: JobUpdate) -> Any:
     await editable(gw, name)
     try:
-        wf = gw.store.put_job(name, job, body.attributes, body.after)
+        wf = await asyncio.to_thread(gw.store.put_job, name, job, body.attributes, body.after)
     except SpecError as exc:
         return spec_errors(exc)
     except NotUploaded as exc:
@@ -85,7 +85,7 @@ async def put_job(gw: GatewayDep, name: WfName, job: JobName, body: JobUpdate) -
 async def delete_job(gw: GatewayDep, name: WfName, job: JobName) -> Any:
     await editable(gw, name)
     try:
-        wf = gw.store.delete_job(name, job)
+        wf = await asyncio.to_thread(gw.store.delete_job, name, job)
     except KeyError:
         raise HTTPException(404, f"workflow '{name}' has no job '{job}'") from None
     except SpecError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,7 +17,7 @@ from jobmesh.common.loader import SpecError, parse_workflow
 from jobmesh.common.names import check_job, check_workflow
 from jobmesh.common.spec import Workflow
 
-from .uploads import UnsafeUpload, extract, find_yaml, kind_of
+from .uploads import UnsafeUpload
 
 META = ".jobmesh.json"
 
@@ -34,6 +34,7 @@ class Store:
     def __init__(self, home: Path):
         self.root = home / "workflows"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[str, tuple[tuple[int, int, int], Workflow]] = {}
 
     def folder(self, name: str) -> Path:
         return self.root / check_workflow(name)
@@ -51,42 +52,46 @@ class Store:
         return folder / meta["yaml"]
 
     def load(self, name: str) -> Workflow:
+        """The uploaded workflow, parsed once per version of its YAML file."""
         path = self._yaml_path(name)
-        return parse_workflow(path.read_text(), path.name, base_dir=path.parent,
-                              name=name).workflow
+        st = path.stat()
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        wf = parse_workflow(path.read_text(), path.name, base_dir=path.parent,
+                            name=name).workflow
+        self._cache[name] = (key, wf)
+        return wf
 
-    def add(self, data: bytes, filename: str, name: str | None, replace: bool) -> Workflow:
-        """Unpack, validate and store an upload. Raises UnsafeUpload (400), SpecError
-        (422) or Exists (409). Nothing already stored is touched unless all is well."""
-        kind = kind_of(filename)
-        staging = self.root / f".incoming-{secrets.token_hex(6)}"
-        staging.mkdir()
-        try:
-            names = extract(data, filename, staging)
-            rel = find_yaml(names)
-            ypath = staging / rel
-            text = ypath.read_text(encoding="utf-8", errors="replace")
-            stem = PurePosixPath(rel).stem  # a YAML upload: its file name
-            if kind != "yaml":  # an archive: its own name, without the extension
-                base = PurePosixPath(filename).name
-                stem = next((base[: -len(e)] for e in (".tar.gz", ".tgz", ".tar", ".zip")
-                             if base.lower().endswith(e)), base)
-            wf = parse_workflow(text, rel, base_dir=ypath.parent, name=name, stem=stem).workflow
-            final = self.folder(wf.name)
-            if final.exists() and not replace:
-                raise Exists(f"a workflow named '{wf.name}' exists; upload with replace=true "
-                             "to replace it")
-            (ypath.parent / META).write_text(json.dumps({"yaml": ypath.name}))
-            old = None
-            if final.exists():
-                old = self.root / f".old-{secrets.token_hex(6)}"
-                final.rename(old)
-            ypath.parent.rename(final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-            return self.load(wf.name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    def staging(self) -> Path:
+        """A new private folder for an upload on its way in (``install`` or ``discard``)."""
+        folder = self.root / f".incoming-{secrets.token_hex(6)}"
+        folder.mkdir(mode=0o700)
+        return folder
+
+    def install(self, staging: Path, rel: str, wf: Workflow, replace: bool) -> Workflow:
+        """Move a checked upload (``unpack.check``'s tree in ``staging``) into place as
+        workflow ``wf.name``. Raises Exists (409) unless ``replace``. Nothing already
+        stored is touched unless all is well."""
+        ypath = staging / "tree" / rel
+        final = self.folder(wf.name)
+        if final.exists() and not replace:
+            raise Exists(f"a workflow named '{wf.name}' exists; upload with replace=true "
+                         "to replace it")
+        (ypath.parent / META).write_text(json.dumps({"yaml": ypath.name}))
+        old = None
+        if final.exists():
+            old = self.root / f".old-{secrets.token_hex(6)}"
+            final.rename(old)
+        ypath.parent.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.load(wf.name)
+
+    @staticmethod
+    def discard(staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
 
     def raw(self, name: str) -> dict[str, Any]:
         return yaml.safe_load(self._yaml_path(name).read_text()) or {}

@@ -6,7 +6,8 @@ import asyncio
 import csv
 import io
 import os
-from typing import Any, Literal
+from pathlib import Path
+from typing import IO, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile
@@ -20,11 +21,12 @@ from jobmesh.common.states import WorkflowState
 from pydantic import BaseModel, Field
 
 from .deps import ERRORS, GatewayDep, WfName
+from .limits import MAX_UPLOAD
 from .store import Exists, NotUploaded
-from .uploads import UnsafeUpload
+from .unpack import OverBudget, unpack
+from .uploads import UnsafeUpload, kind_of
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"], responses=ERRORS)
-MAX_UPLOAD = 50 * 1024 * 1024
 
 
 def spec_errors(exc: SpecError) -> JSONResponse:
@@ -49,7 +51,8 @@ async def current(gw: GatewayDep, name: str) -> tuple[WorkflowSnapshot | None, W
     snap = await ops.snapshot(gw.js, name)
     uploaded = gw.store.exists(name)
     # An uploaded workflow's YAML is the truth (job edits land there); else what ran.
-    spec = gw.store.load(name) if uploaded else await ops.spec(gw.js, name)
+    spec = await asyncio.to_thread(gw.store.load, name) if uploaded else await ops.spec(
+        gw.js, name)
     if snap is None and spec is None:
         raise HTTPException(404, f"no workflow named '{name}'")
     return snap, spec
@@ -81,6 +84,10 @@ def running(snap: WorkflowSnapshot | None) -> bool:
 @router.get("", summary="List workflows with their state and job counts")
 async def list_workflows(gw: GatewayDep) -> list[dict[str, Any]]:
     snaps = {s.name: s for s in await ops.snapshots(gw.js)}
+    return await asyncio.to_thread(_listing, gw, snaps)
+
+
+def _listing(gw: GatewayDep, snaps: dict[str, WorkflowSnapshot]) -> list[dict[str, Any]]:
     names = set(snaps) | {p.name for p in gw.store.root.iterdir()
                           if p.is_dir() and not p.name.startswith(".") and gw.store.exists(p.name)}
     out = []
@@ -94,24 +101,45 @@ async def list_workflows(gw: GatewayDep) -> list[dict[str, Any]]:
              ".tar.gz, .tgz or .zip archive holding the YAML and its scripts")
 async def upload(gw: GatewayDep, file: UploadFile = File(...), name: str | None = Form(None),
                  replace: bool = Form(False)) -> Any:
-    data = await file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD // 2**20} MB")
-    snap = None
+    filename = file.filename or "upload.yaml"
     try:
-        if name:
-            snap = await ops.snapshot(gw.js, name)
-        if replace and running(snap):
-            raise HTTPException(409, f"workflow '{name}' is running; cancel it first")
-        wf = gw.store.add(data, file.filename or "upload.yaml", name, replace)
+        kind_of(filename)
     except UnsafeUpload as exc:
         raise HTTPException(400, str(exc)) from None
+    staging = await asyncio.to_thread(gw.store.staging)
+    try:
+        size = await asyncio.to_thread(save, file.file, staging / "upload")
+        if size > MAX_UPLOAD:
+            raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD // 2**20} MB")
+        checked = await unpack(staging, filename, name)
+        wf = checked.workflow
+        # Replacing swaps the scripts a running workflow's later jobs would run.
+        if replace and running(await ops.snapshot(gw.js, wf.name)):
+            raise HTTPException(409, f"workflow '{wf.name}' is running; cancel it first")
+        wf = await asyncio.to_thread(gw.store.install, staging, checked.yaml, wf, replace)
+    except UnsafeUpload as exc:
+        raise HTTPException(400, str(exc)) from None
+    except OverBudget as exc:
+        raise HTTPException(413, str(exc)) from None
     except SpecError as exc:
         return spec_errors(exc)
     except Exists as exc:
         raise HTTPException(409, str(exc)) from None
+    finally:
+        await asyncio.to_thread(gw.store.discard, staging)
     await announce(gw, wf)
     return {"name": wf.name, "jobs": list(wf.jobs), "edges": wf.edges}
+
+
+def save(src: IO[bytes], target: Path) -> int:
+    """Copy the uploaded file (already bounded by the body limit) into the staging
+    folder; returns its size, stopping one byte past MAX_UPLOAD."""
+    size = 0
+    with open(target, "wb") as out:
+        while size <= MAX_UPLOAD and (chunk := src.read(1 << 20)):
+            size += len(chunk)
+            out.write(chunk)
+    return size
 
 
 @router.get("/{name}", summary="A workflow's spec and state (format: json, yaml or csv)",
@@ -169,9 +197,9 @@ async def run(gw: GatewayDep, name: WfName,
     try:
         if gw.store.exists(name):
             path = gw.store._yaml_path(name)
-            wf = parse_workflow(path.read_text(), path.name, base_dir=path.parent, name=name,
-                                variables=options.variables,
-                                allow_large=options.allow_large).workflow
+            wf = (await asyncio.to_thread(
+                parse_workflow, path.read_text(), path.name, base_dir=path.parent, name=name,
+                variables=options.variables, allow_large=options.allow_large)).workflow
         elif options.variables or options.allow_large:
             raise HTTPException(409, f"workflow '{name}' was not uploaded here, so its "
                                 "variables cannot be changed; run it with jobmesh run -v")

@@ -40,7 +40,17 @@ class Stack:
     def _auth(self) -> dict[str, str]:
         if "--token" in self.extra:
             return {"Authorization": f"Bearer {self.extra[self.extra.index('--token') + 1]}"}
-        return {}
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def token(self) -> str:
+        """The home's gateway token (`jobmesh up` makes one up unless --token is given)."""
+        return (self.home / "gateway.token").read_text().strip()
+
+    @property
+    def entry(self) -> str:
+        """The URL `jobmesh up` prints: opening it gives the browser the token's cookie."""
+        return f"{self.url}/?token={self.token}"
 
     def up(self) -> str:
         res = cli(self.home, "up", "--port", "0", *self.extra, timeout=90)
@@ -199,6 +209,8 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     pg.set_default_timeout(15_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    if "stack" in request.fixturenames:  # signed in as a user is: through the printed URL
+        pg.goto(request.getfixturevalue("stack").entry)
     yield pg
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed and not pg.is_closed():

@@ -28,10 +28,15 @@ def _up(home: Path, *extra: str) -> str:
     return json.loads((home / "service.json").read_text())["url"]
 
 
+def auth(home: Path) -> dict[str, str]:
+    """The header a client of the home sends: `jobmesh up` keeps its token in gateway.token."""
+    return {"Authorization": f"Bearer {(home / 'gateway.token').read_text().strip()}"}
+
+
 @pytest.fixture
 def api(home: Path) -> Iterator[httpx.Client]:
     url = _up(home)
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=auth(home)) as client:
         yield client
     assert cli(home, "down", timeout=90).returncode == 0
 
@@ -136,7 +141,8 @@ def test_sse_gets_every_job_event_in_order_and_ends_with_success(api: httpx.Clie
     assert api.post("/api/workflows", files={"file": ("sse.yaml", wf.read_bytes())}
                     ).status_code == 201
     events: list[tuple[str, dict]] = []
-    with httpx.Client(base_url=str(api.base_url), timeout=60) as stream_client:
+    with httpx.Client(base_url=str(api.base_url), timeout=60,
+                      headers=dict(api.headers)) as stream_client:
         with stream_client.stream("GET", "/api/workflows/sse/events") as resp:
             assert resp.status_code == 200
             assert api.post("/api/workflows/sse/run").status_code == 202
@@ -175,7 +181,10 @@ def test_token_required_and_loopback_rule(home: Path, tmp_path: Path) -> None:
             assert c.get("/healthz").status_code == 200
             ok = c.get("/api/workflows", headers={"Authorization": f"Bearer {TOKEN}"})
             assert ok.status_code == 200 and ok.json() == []
-            assert c.get(f"/api/workflows?token={TOKEN}").status_code == 200
+            # ?token= only where EventSource needs it: the event streams
+            assert c.get(f"/api/workflows?token={TOKEN}").status_code == 401
+            with c.stream("GET", f"/api/events?token={TOKEN}") as events:
+                assert events.status_code == 200
         info = cli(home, "info")
         assert info.returncode == 0 and "token required" in info.stdout
     finally:
@@ -189,7 +198,7 @@ def test_down_while_running_then_up_finishes_without_rerunning(home: Path,
                          'while [ ! -e "$JOBMESH_WORKFLOW_DIR/go" ]; do sleep 0.05; done'},
         "then": {"exec": 'echo x >> "$JOBMESH_WORKFLOW_DIR/count-then"'}}, ["slow,then"])
     url = _up(home)
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=30, headers=auth(home)) as c:
         assert c.post("/api/workflows", files={"file": ("restart.yaml", wf.read_bytes())}
                       ).status_code == 201
         assert c.post("/api/workflows/restart/run").status_code == 202
@@ -199,7 +208,7 @@ def test_down_while_running_then_up_finishes_without_rerunning(home: Path,
     (folder / "go").touch()
     url = _up(home)
     try:
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with httpx.Client(base_url=url, timeout=30, headers=auth(home)) as c:
             def done() -> bool:
                 st = c.get("/api/workflows/restart").json()["status"]
                 return st["state"] in ("SUCCEEDED", "FAILED")
@@ -270,7 +279,8 @@ def test_schemathesis_finds_no_server_error(api: httpx.Client, tmp_path: Path) -
     api.post("/api/workflows", files={"file": ("paper.tar.gz", paper.read_bytes())})
     exe = Path(sys.executable).parent / "schemathesis"
     res = subprocess.run(
-        [str(exe), "run", f"{str(api.base_url).rstrip('/')}/openapi.json", "--checks",
+        [str(exe), "run", f"{str(api.base_url).rstrip('/')}/openapi.json",
+         "-H", f"Authorization: {api.headers['authorization']}", "--checks",
          "not_a_server_error,response_schema_conformance,status_code_conformance",
          "--exclude-path-regex", "stream|events", "--max-time", "45", "--warnings", "off",
          "--phases", "examples,coverage,fuzzing", "--seed", "1"],

@@ -35,6 +35,11 @@ pytestmark = pytest.mark.integration
 DONE = ("SUCCEEDED", "FAILED", "CANCELED")
 
 
+def gateway_auth(home: Path) -> dict[str, str]:
+    """What a client of the home sends: the token `jobmesh up` keeps in gateway.token."""
+    return {"Authorization": f"Bearer {(home / 'gateway.token').read_text().strip()}"}
+
+
 class Up:
     """`jobmesh up --port 0` in a private home: the gateway's URL and its NATS URL."""
 
@@ -44,7 +49,9 @@ class Up:
         assert res.returncode == 0, res.stderr + res.stdout
         info = json.loads((home / "service.json").read_text())
         self.url, self.nats_url = info["url"], info["nats_url"]
-        self.api = httpx.Client(base_url=self.url, timeout=30)
+        self.auth = gateway_auth(home)
+        Stream.auth[self.url] = self.auth
+        self.api = httpx.Client(base_url=self.url, timeout=30, headers=self.auth)
 
     def down(self) -> subprocess.CompletedProcess[str]:
         self.api.close()
@@ -88,6 +95,8 @@ class Stream:
     """An SSE stream read in a thread: parsed events land in a queue; ``close`` drops
     the connection the way a closed browser tab does."""
 
+    auth: dict[str, dict[str, str]] = {}  # the token header of each gateway URL
+
     def __init__(self, url: str, path: str, headers: dict[str, str] | None = None,
                  params: dict[str, Any] | None = None):
         self.events: queue.Queue[tuple[str, Any, int | None]] = queue.Queue()
@@ -97,7 +106,8 @@ class Stream:
         self.live = threading.Event()  # the stream said ': live'
         self.clean_end = False  # the server ended the response (not cut, not dropped)
         self._client = httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=None))
-        self._cm = self._client.stream("GET", path, headers=headers, params=params)
+        self._cm = self._client.stream("GET", path, params=params,
+                                       headers={**self.auth.get(url, {}), **(headers or {})})
         self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -383,7 +393,8 @@ def test_standalone_gateway_ends_its_streams_when_stopped(services: Services, ho
             return False
 
     wait_until(healthy, 60, "the gateway to answer")
-    with httpx.Client(base_url=url, timeout=30) as api:
+    Stream.auth[url] = gateway_auth(home)  # standalone on loopback: the home's token too
+    with httpx.Client(base_url=url, timeout=30, headers=Stream.auth[url]) as api:
         upload(api, write_workflow(tmp_path, "idle", {"a": {"exec": "true"}}, []))
     streams = [Stream(url, "/api/workflows/idle/events"), Stream(url, "/api/events")]
     for s in streams:
