@@ -215,7 +215,9 @@ def test_rest_api_run_takes_variables(tmp_path: Path, home: Path) -> None:
         wf = write_workflow(tmp_path, "api-vars", {
             "t": {"foreach": {"n": "{sizes}"}, "exec": "echo size {n} in {env}"}}, [],
             variables={"sizes": [1, 2], "env": "dev"})
-        with httpx.Client(base_url=url, timeout=30) as api:
+        token = (home / "gateway.token").read_text().strip()  # `jobmesh up` made it
+        with httpx.Client(base_url=url, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as api:
             up = api.post("/api/workflows", files={"file": ("api-vars.yaml", wf.read_bytes())})
             assert up.status_code == 201, up.text
             bad = api.post("/api/workflows/api-vars/run", json={"variables": {"nope": 1}})
