@@ -125,8 +125,9 @@ def test_curl_and_client_see_the_same_json(client: Client, stack: dict[str, Any]
     for path, mine in (("/api/workflows/same", client.show("same")),
                        ("/api/workflows", client.list()),
                        ("/api/workflows/same/jobs/calc", client.job("same", "calc"))):
-        res = subprocess.run(["curl", "-sS", "-f", stack["url"] + path], capture_output=True,  # noqa: PLW1510
-                             text=True, timeout=30)
+        token = (Path(os.environ["JOBMESH_HOME"]) / "gateway.token").read_text().strip()
+        res = subprocess.run(["curl", "-sS", "-f", "-H", f"Authorization: Bearer {token}",  # noqa: PLW1510
+                              stack["url"] + path], capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout) == mine, path
     csv = client.show("same", format="csv")
