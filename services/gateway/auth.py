@@ -72,6 +72,8 @@ def home_token(home: Path, given: str | None = None) -> str:
                 path.unlink()  # (another account's file may not be renamed over)
             credentials.write_private(path, token + "\n")
         except OSError as exc:
+            if given:  # (a container's read-only home: its clients get the token elsewhere)
+                return token
             raise TokenRequired(f"cannot write the gateway token {path}: {exc.strerror}; "
                                 f"check that {home} is yours and writable") from None
     return token
