@@ -64,7 +64,8 @@ Waittime=0
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """)
-        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        # Status queries every 2 s keep the tests quick; sites get 30 s (batch.py).
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf), "JOBMESH_SQUEUE_INTERVAL": "2"}
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=30)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shlex
 import time
@@ -30,6 +31,25 @@ from .transport import HostRefused, HostUnreachable, Result, Transport
 
 log = logging.getLogger("jobmesh.executor.batch")
 STATUS_MARK = "@@STATUS"
+# Site-friendly polling: at most one status query (squeue/bjobs) per cluster connection
+# (one user) per interval. Exit files are read on every probe over the open connection,
+# which costs the controller nothing, so finished work is still noticed within seconds.
+DEFAULT_STATUS_INTERVAL = 30.0
+FORCED_STATUS_GAP = 2.0  # a failed exit file asks the batch system for the reason, no faster
+
+
+def status_interval(extras: dict[str, Any]) -> float:
+    """The node's ``squeue_interval`` (seconds), else $JOBMESH_SQUEUE_INTERVAL, else 30."""
+    for value in (extras.get("squeue_interval"), os.environ.get("JOBMESH_SQUEUE_INTERVAL")):
+        if value in (None, ""):
+            continue
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            continue
+        if seconds >= 0:
+            return seconds
+    return DEFAULT_STATUS_INTERVAL
 
 # What a batch system's state means for jobmesh: queued, running, or an ending with a reason.
 QUEUED, RUNNING, DONE, FAILED, CANCELED = "queued", "running", "done", "failed", "canceled"
@@ -112,6 +132,8 @@ class BatchExecutor(RemoteExecutor):
         self.seen: dict[str, tuple[str, str | None]] = {}        # id -> last native state
         self.outage: set[str] = set()                            # clusters unreachable now
         self.status_calls = 0
+        self.last_status: dict[str, float] = {}  # transport name -> time of the last query
+        self.status_due: set[str] = set()         # transports whose jobs need a reason now
 
     def _env_prefix(self, job: JobReady) -> str:
         """Exports the batch commands need there (e.g. SLURM_CONF), before each call."""
@@ -220,6 +242,8 @@ class BatchExecutor(RemoteExecutor):
                 rj.term_sent = None  # ask the batch system again
                 await self._signal(rj, "")
         ids = [self.native[_key(rj.job)] for rj in mine if _key(rj.job) in self.native]
+        if ids and not self._status_now(t, mine, now):
+            ids = []  # this probe reads only the run directories
         prefix = self._env_prefix(mine[0].job)
         status = f"{prefix}{self.system.status(ids)}; echo; " if ids else ""
         script = probe_script(mine, before=f"{status}printf '\\n{STATUS_MARK}\\n'\n")
@@ -230,6 +254,8 @@ class BatchExecutor(RemoteExecutor):
         states = self.system.parse_status(head) if ids else {}
         if ids:
             self.status_calls += 1
+            self.last_status[t.name] = now
+            self.status_due.discard(t.name)
             if not states and res.status != 0 or _controller_down(head + res.stderr.decode(
                     "utf-8", "replace")):
                 await self._outage(t, mine, True)
@@ -241,8 +267,12 @@ class BatchExecutor(RemoteExecutor):
         for i, rj in enumerate(mine):
             jid = self.native.get(_key(rj.job))
             f = fields.get(i, {})
-            if jid and jid in states:
+            if not ids:
+                pass  # no status this probe: the last state stands, exit files still count
+            elif jid and jid in states:
                 self.seen[jid] = states[jid]
+            elif jid and "exit" in f:
+                self.seen.pop(jid, None)  # left the queue leaving an exit file: that ends it
             elif jid and "exit" not in f and jid in self.seen and self.seen[jid][0] not in (
                     "PENDING", "RUNNING", "PEND", "RUN", "CONFIGURING", "COMPLETING"):
                 pass  # ended earlier and aged out of the queue: the last state stands
@@ -252,6 +282,18 @@ class BatchExecutor(RemoteExecutor):
         if vanished:
             await self._accounting(t, vanished)
         return changed
+
+    def _status_now(self, t: Transport, mine: list[RJob], now: float) -> bool:
+        """Is a status query due on this connection? Once per interval (the smallest of
+        its jobs' ``squeue_interval``), sooner while the controller is down or when an
+        exit file needs the batch system's reason, but never twice within 2 s."""
+        last = self.last_status.get(t.name)
+        if last is None:
+            return True
+        gap = now - last
+        if t.name in self.outage or t.name in self.status_due:
+            return gap >= min(FORCED_STATUS_GAP, status_interval(mine[0].job.spec.extras))
+        return gap >= min(status_interval(rj.job.spec.extras) for rj in mine)
 
     async def _accounting(self, t: Transport, gone: list[RJob]) -> None:
         ids = [self.native[_key(rj.job)] for rj in gone]
@@ -307,6 +349,16 @@ class BatchExecutor(RemoteExecutor):
                                        run_dir=rj.rdir, time=time.time()))
             changed = True
         ended = meaning in (DONE, FAILED, CANCELED) or (not state and "exit" in f)
+        if not ended and f.get("exit") and meaning in ("", QUEUED, RUNNING):
+            code = rundir.parse_exit(f["exit"] + "\n")
+            if code == 0 and "cancel" not in f:
+                ended, meaning = True, DONE  # the command succeeded: no need to ask Slurm
+            else:
+                self.status_due.add(rj.transport.name)  # time limit, memory, cancel...?
+        if ended and not getattr(rj, "running", False):
+            rj.running = True  # type: ignore[attr-defined]
+            await self.emit(JobStarted(**_ids(rj.job), native_id=jid, host=rj.transport.name,
+                                       run_dir=rj.rdir, time=time.time()))
         if not ended:
             return changed
         if meaning == CANCELED and "cancel" not in f and "Dependency" in (reason or ""):

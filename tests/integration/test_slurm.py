@@ -45,12 +45,13 @@ def node(tmp_path: Path, **attrs: object) -> dict[str, object]:
 
 def start_slurm_stack(services, slurm: slurmcluster.Slurm) -> None:
     os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]  # the executor process inherits it
+    os.environ["JOBMESH_SQUEUE_INTERVAL"] = slurm.env["JOBMESH_SQUEUE_INTERVAL"]
     try:
         services.start("scheduler")
         services.start("monitor")
         services.start("executor:slurm", "--kind", "slurm")
     finally:
-        del os.environ["SLURM_CONF"]
+        del os.environ["SLURM_CONF"], os.environ["JOBMESH_SQUEUE_INTERVAL"]
 
 
 def test_local_slurm_slurm_local_succeeds_with_job_ids(slurm, tmp_path: Path,
@@ -119,6 +120,7 @@ def test_executor_restart_reattaches_by_id_without_resubmitting(slurm, tmp_path:
         tmp_path, exec=f"echo x >> {tmp_path}/count; while [ ! -e {gate} ]; do sleep 0.1; "
                        "done")}, [])
     os.environ["SLURM_CONF"] = slurm.env["SLURM_CONF"]
+    os.environ["JOBMESH_SQUEUE_INTERVAL"] = slurm.env["JOBMESH_SQUEUE_INTERVAL"]
     try:
         services.start("scheduler")
         services.start("monitor")
@@ -131,7 +133,7 @@ def test_executor_restart_reattaches_by_id_without_resubmitting(slurm, tmp_path:
         gate.touch()
         services.start("executor:slurm", "--kind", "slurm")
     finally:
-        del os.environ["SLURM_CONF"]
+        del os.environ["SLURM_CONF"], os.environ["JOBMESH_SQUEUE_INTERVAL"]
     snap = bus.wait("hpcattach", lambda s: s.state.terminal, 60, "the workflow to end")
     assert snap.state.value == "SUCCEEDED" and snap.jobs["wait"].native_id == jid
     assert (tmp_path / "count").read_text() == "x\n"

@@ -1,0 +1,81 @@
+"""Slurm at scale on the real single-node Slurm: site-friendly polling.
+
+Real: slurmctld, slurmd, sbatch, squeue, sacct and the jobs. The only stand-in is a PATH
+shim in front of the real ``squeue`` that records when it was called and then runs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import slurmcluster
+from tests.conftest import cli, write_workflow
+from tests.integration.test_slurm import node, status
+
+why = slurmcluster.available()
+pytestmark = [pytest.mark.integration, pytest.mark.slurm]
+if why:
+    pytestmark.append(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurmcluster.Slurm]:
+    cluster = slurmcluster.Slurm(tmp_path_factory.mktemp("slurm"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def counting_shim(folder: Path, command: str) -> Path:
+    """A ``command`` earlier on PATH that logs each call's time, then runs the real one."""
+    real = shutil.which(command)
+    assert real, f"{command} not found"
+    folder.mkdir(parents=True, exist_ok=True)
+    calls = folder / f"{command}.calls"
+    shim = folder / command
+    shim.write_text(f"#!/bin/sh\ndate +%s.%N >> {calls}\nexec {real} \"$@\"\n")
+    shim.chmod(0o755)
+    return calls
+
+
+def test_squeue_runs_at_most_once_per_interval_and_exit_files_end_jobs(
+        slurm, tmp_path: Path, home: Path) -> None:
+    """A chain of three short jobs with ``squeue_interval: 20``: the chain ends as soon as
+    each job's exit file appears (they need no squeue to succeed), and squeue calls are at
+    least 20 s apart (a 2 s grace for the clock of the shim's date)."""
+    shims = tmp_path / "shims"
+    calls = counting_shim(shims, "squeue")
+    jobs = {name: node(tmp_path, exec=f"sleep 1; echo {name} done", squeue_interval=20)
+            for name in ("a", "b", "c")}
+    wf = write_workflow(tmp_path, "hpcpoll", jobs, ["a,b", "b,c"])
+    env = {**slurm.env, "PATH": f"{shims}:{slurm.env['PATH']}", "JOBMESH_HOME": str(home)}
+    env.pop("JOBMESH_SQUEUE_INTERVAL")  # the node's attribute decides
+    res = cli(home, "run", str(wf), timeout=240, env=env)
+    assert res.returncode == 0, res.stderr + res.stdout
+    got = status(home, "hpcpoll", slurm)["jobs"]
+    for name in ("a", "b", "c"):
+        assert got[name]["state"] == "SUCCEEDED"
+        assert slurm.state(got[name]["native_id"]) in ("COMPLETED", "COMPLETING")
+    times = [float(x) for x in calls.read_text().split()] if calls.exists() else []
+    assert times, "the first probe asks squeue once"
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(g >= 18 for g in gaps), f"squeue called too often: gaps {gaps}"
+
+
+def test_failed_exit_file_still_gets_slurms_reason(slurm, tmp_path: Path,
+                                                  home: Path) -> None:
+    """With a 60 s interval, a job that exits 7 asks squeue for the reason without waiting
+    out the interval, and fails with its exit code, Slurm saying FAILED."""
+    wf = write_workflow(tmp_path, "hpcpollfail", {
+        "bad": node(tmp_path, exec="sleep 1; exit 7", squeue_interval=60)}, [])
+    env = {**slurm.env, "JOBMESH_HOME": str(home)}
+    env.pop("JOBMESH_SQUEUE_INTERVAL")
+    res = cli(home, "run", str(wf), timeout=240, env=env)
+    assert res.returncode == 1
+    job = status(home, "hpcpollfail", slurm)["jobs"]["bad"]
+    assert job["state"] == "FAILED" and job["exit_code"] == 7
+    assert slurm.state(job["native_id"]) == "FAILED"
