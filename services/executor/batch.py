@@ -3,10 +3,12 @@ SSH login node, sharing that host's connection with the SSH executor's design.
 
 A batch system supplies only pure hooks: the script header, the submit/status/find/
 cancel commands and parsers for their output (``slurm.py``, ``lsf.py``). Per cluster
-one status query per poll covers every active job, in the same round trip as the log
-reads. Submission is exactly once: a ``submitting`` marker is written before the submit
-command and the job id right after; after a crash the id file, or a lookup by the job's
-deterministic name, finds the job instead of submitting it again.
+one status query covers every active job, at most once per ``squeue_interval``; every
+poll reads the exit files and logs over the open connection. A submit limit keeps the
+job queued (SubmitError), never failed. Submission is exactly once: a ``submitting``
+marker is written before the submit command and the job id right after; after a crash
+the id file, or a lookup by the job's deterministic name, finds the job instead of
+submitting it again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from jobmesh.common.messages import JobProgressed, JobQueued, JobReady, JobSkipp
 from jobmesh.common.spec import check_spec
 
 from . import rundir
-from .base import InvalidJobError
+from .base import InvalidJobError, SubmitError
 from .probe import parse, probe_script
 from .remote import RemoteExecutor, RJob, _ids
 from .transport import HostRefused, HostUnreachable, Result, Transport
@@ -36,6 +38,14 @@ STATUS_MARK = "@@STATUS"
 # which costs the controller nothing, so finished work is still noticed within seconds.
 DEFAULT_STATUS_INTERVAL = 30.0
 FORCED_STATUS_GAP = 2.0  # a failed exit file asks the batch system for the reason, no faster
+
+
+# A per-user or QOS submit limit: the job waits QUEUED and is submitted again when room
+# appears (every SUBMIT_BACKOFF seconds per cluster at most), never FAILED for that.
+_LIMIT = re.compile(r"QOSMaxSubmitJob\w*|AssocMaxSubmitJob\w*|MaxSubmitJob\w*|"
+                    r"job violates accounting/QOS policy|Job violates accounting policy",
+                    re.IGNORECASE)
+SUBMIT_BACKOFF = 10.0
 
 
 def status_interval(extras: dict[str, Any]) -> float:
@@ -134,6 +144,7 @@ class BatchExecutor(RemoteExecutor):
         self.status_calls = 0
         self.last_status: dict[str, float] = {}  # transport name -> time of the last query
         self.status_due: set[str] = set()         # transports whose jobs need a reason now
+        self.limited: dict[str, tuple[float, str]] = {}  # transport -> (when, limit message)
 
     def _env_prefix(self, job: JobReady) -> str:
         """Exports the batch commands need there (e.g. SLURM_CONF), before each call."""
@@ -179,13 +190,27 @@ class BatchExecutor(RemoteExecutor):
         try:
             native = self.system.parse_submit(out)
         except ValueError:
+            hit = _LIMIT.search(out)
+            if hit:
+                self.limited[t.name] = (time.time(), hit.group(0))
+                await self._wait_for_room(job, hit.group(0))
             raise InvalidJobError(f"{self.system.name} refused the job: "
                                   f"{out.strip()[-500:] or res.status}") from None
         await t.run(f"printf '%s\\n' {shlex.quote(native)} > {q}/jobid")
         self.native[_key(job)] = native
         return native
 
+    async def _wait_for_room(self, job: JobReady, limit: str) -> None:
+        """Say why the job is still QUEUED, then hand it back to come again later."""
+        await self.emit(JobQueued(**_ids(job), reason=f"pending submit: {self.system.name} "
+                                  f"submit limit ({limit})", time=time.time()))
+        raise SubmitError(f"{self.system.name} submit limit: {limit}")
+
     async def submit(self, job: JobReady) -> str:
+        t = self.transport_for(job.spec)
+        when, limit = self.limited.get(t.name, (0.0, ""))
+        if _key(job) not in self.jobs and time.time() - when < SUBMIT_BACKOFF:
+            await self._wait_for_room(job, limit)  # no sbatch while the limit just refused
         native = await super().submit(job)
         return native.rsplit(":", 1)[-1]
 

@@ -79,3 +79,48 @@ def test_failed_exit_file_still_gets_slurms_reason(slurm, tmp_path: Path,
     job = status(home, "hpcpollfail", slurm)["jobs"]["bad"]
     assert job["state"] == "FAILED" and job["exit_code"] == 7
     assert slurm.state(job["native_id"]) == "FAILED"
+
+
+def refusing_sbatch(folder: Path, most: int) -> Path:
+    """A stand-in ``sbatch`` in front of the real one: while ``most`` or more jobs are
+    pending or running it refuses with Slurm's own message (as a QOS MaxSubmitJobsPerUser
+    limit does); otherwise it runs the real ``sbatch``, one call at a time. It logs "refused" or "passed"."""
+    real_sbatch, real_squeue = shutil.which("sbatch"), shutil.which("squeue")
+    assert real_sbatch and real_squeue
+    folder.mkdir(parents=True, exist_ok=True)
+    calls = folder / "sbatch.calls"
+    shim = folder / "sbatch"
+    shim.write_text(f"""#!/bin/sh
+exec 9>{folder}/sbatch.lock
+flock 9  # one check-and-submit at a time, as slurmctld counts atomically
+n=$({real_squeue} -h -t PENDING,RUNNING,CONFIGURING,COMPLETING | wc -l)
+if [ "$n" -ge {most} ]; then
+  echo refused >> {calls}
+  echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2
+  echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy \
+(job submit limit, user's size and/or time limits)" >&2
+  exit 1
+fi
+echo passed >> {calls}
+{real_sbatch} "$@"
+""")
+    shim.chmod(0o755)
+    return calls
+
+
+def test_submit_limit_keeps_jobs_queued_until_room_appears(slurm, tmp_path: Path,
+                                                           home: Path) -> None:
+    """Real: Slurm runs every job. Simulated: the submit limit (a stand-in sbatch refusing
+    with Slurm's message while 2 jobs are queued). Six jobs at once (--parallel 6)
+    all succeed, none FAILED, and the refusals really happened."""
+    shims = tmp_path / "shims"
+    calls = refusing_sbatch(shims, 2)
+    jobs = {f"j{i}": node(tmp_path, exec=f"sleep 3; echo j{i} done") for i in range(6)}
+    wf = write_workflow(tmp_path, "hpclimit", jobs, [])
+    env = {**slurm.env, "PATH": f"{shims}:{slurm.env['PATH']}", "JOBMESH_HOME": str(home)}
+    res = cli(home, "run", str(wf), "--parallel", "6", timeout=300, env=env)
+    assert res.returncode == 0, res.stderr + res.stdout
+    got = status(home, "hpclimit", slurm)["jobs"]
+    assert all(got[f"j{i}"]["state"] == "SUCCEEDED" for i in range(6)), got
+    log = calls.read_text().split()
+    assert log.count("refused") >= 1 and log.count("passed") == 6, log
