@@ -60,13 +60,15 @@ class Client(BaseClient):
         return resp.json() if format == "json" else resp.text
 
     def run(self, name: str, parallel: int | None = None,
-            variables: dict[str, Any] | None = None, allow_large: bool = False
-            ) -> dict[str, Any]:
+            variables: dict[str, Any] | None = None, allow_large: bool = False,
+            restart: bool = False) -> dict[str, Any]:
         """Start a new run; returns {"name", "run", "state"}. ``variables`` override the
-        workflow's declared variables. 409: already running; 422: an unknown variable."""
+        workflow's declared variables; ``restart`` reruns every job instead of reusing
+        the ones whose cache key matches an earlier success. 409: already running; 422:
+        an unknown variable."""
         params = {"parallel": parallel} if parallel else {}
-        body = {"variables": variables or {}, "allow_large": allow_large} \
-            if variables or allow_large else None
+        body = {"variables": variables or {}, "allow_large": allow_large,
+                "restart": restart} if variables or allow_large or restart else None
         out = self._call("POST", f"/api/workflows/{_wf(name)}/run", params=params,
                          json=body).json()
         self._marks[name] = (out["run"], {})

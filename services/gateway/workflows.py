@@ -183,10 +183,14 @@ class RunOptions(BaseModel):
         "override the workflow's variables (each must be declared under variables:)"))
     allow_large: bool = Field(False, description="allow more than 10,000 jobs after "
                               "foreach expansion")
+    restart: bool = Field(False, description="run every job again, reusing none from earlier "
+                          "runs (jobmesh run --restart); by default a job whose cache key "
+                          "matches a succeeded earlier attempt is reused")
 
 
 @router.post("/{name}/run", status_code=202, summary="Start a new run of a workflow "
-             "(optional JSON body: {\"variables\": {...}, \"allow_large\": false})")
+             "(optional JSON body: {\"variables\": {...}, \"allow_large\": false, "
+             "\"restart\": false})")
 async def run(gw: GatewayDep, name: WfName,
               parallel: int = Query(0, ge=0, le=10000),
               options: RunOptions | None = Body(None)) -> dict[str, Any]:
@@ -209,7 +213,8 @@ async def run(gw: GatewayDep, name: WfName,
         raise HTTPException(422, "; ".join(str(i) for i in exc.issues)) from None
     if wf is None:
         raise HTTPException(404, f"no workflow named '{name}'")
-    run_id, seq = await ops.submit(gw.js, wf, parallel or os.cpu_count() or 1)
+    run_id, seq = await ops.submit(gw.js, wf, parallel or os.cpu_count() or 1,
+                                   cache=not options.restart)
     await settled(gw, name, seq)
     return {"name": name, "run": run_id, "state": "RUNNING"}
 

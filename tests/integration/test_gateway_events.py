@@ -286,7 +286,8 @@ def test_stream_open_before_a_new_run_sees_all_of_it(up: Up, tmp_path: Path) -> 
     old = stream.until(final(r1))  # the replay of the first run
     assert {d["run"] for k, d, _ in old if k == "job"} == {r1}
     for _ in range(2):  # twice: the second time the first run's replay is not fresh
-        r = up.api.post("/api/workflows/again/run")
+        # restart: every job runs again (else the cache reuses them, with no 'started')
+        r = up.api.post("/api/workflows/again/run", json={"restart": True})
         assert r.status_code == 202, r.text
         run = r.json()["run"]
         got = stream.until(final(run))
