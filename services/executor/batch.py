@@ -161,8 +161,10 @@ class BatchExecutor(RemoteExecutor):
         files, modes = super()._files(job, rdir, root)
         wrapper = files.pop(f"{rdir}/wrapper.sh").decode()
         body = wrapper.split("\n", 2)[2]  # drop the shebang and comment; keep cd/exports/command
+        # No pid file (its pid is on a compute node, not checkable here): a 'started' file
+        # says the job runs, which the probe reads without asking the batch system.
         body = body.replace("trap 'echo 143 > exit; exit 143' TERM\necho $$ > pid\n",
-                            "trap 'echo 143 > exit; exit 143' TERM\n")
+                            "trap 'echo 143 > exit; exit 143' TERM\n: > started\n")
         own: list[str] = []
         name = rundir.staged_script(job)
         if name and f"{rdir}/{name}" in files:
@@ -363,12 +365,17 @@ class BatchExecutor(RemoteExecutor):
         state, reason = self.seen.get(jid, ("", None))
         meaning, why = self.system.meaning(state) if state else ("", None)
         changed = await self._read_log(rj, f)
-        if meaning == QUEUED and getattr(rj, "queued_reason", "-") != reason:
+        if (meaning == QUEUED and getattr(rj, "queued_reason", "-") != reason
+                and not f.get("started") and not getattr(rj, "running", False)):
             rj.queued_reason = reason  # type: ignore[attr-defined]
             await self.emit(JobQueued(**_ids(rj.job), native_id=jid, reason=reason,
                                       time=time.time()))
             changed = True
-        if meaning in (RUNNING, DONE, FAILED) and not getattr(rj, "running", False):
+        # The wrapper writes 'started' as it starts on the node: the run directory says
+        # "running" long before the next status query (up to squeue_interval away) would.
+        started = meaning in (RUNNING, DONE, FAILED) or (
+            bool(f.get("started")) and meaning in ("", QUEUED))
+        if started and not getattr(rj, "running", False):
             rj.running = True  # type: ignore[attr-defined]
             await self.emit(JobStarted(**_ids(rj.job), native_id=jid, host=rj.transport.name,
                                        run_dir=rj.rdir, time=time.time()))

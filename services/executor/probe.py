@@ -24,6 +24,7 @@ PROBE_FN = (
     '  [ -s "$d/exit" ] && { read -r x < "$d/exit"; printf "exit=%s\\n" "$x"; }\n'
     '  if [ -s "$d/pid" ]; then echo pid=1; read -r x < "$d/pid"; kill -0 "$x" 2>/dev/null '
     "&& echo alive=1; fi\n"
+    '  [ -f "$d/started" ] && echo started=1\n'
     '  [ -f "$d/cancel" ] && printf "cancel=%s\\n" "$(head -c 300 "$d/cancel" | tr "\\n" " '
     '" | sed "s/ *$//")"\n'
     '  [ -f "$d/reason" ] && printf "reason=%s\\n" "$(head -c 2000 "$d/reason" | tr "\\n" '
