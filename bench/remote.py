@@ -27,11 +27,11 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
-from jobmesh.common.settings import Settings  # noqa: E402
-from jobmesh.executor.probe import probe_one  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from jobmesh.common.settings import Settings  # noqa: E402
+from jobmesh.executor.probe import probe_one  # noqa: E402
 from tests.slurmcluster import Slurm  # noqa: E402
 from tests.sshhosts import Lab  # noqa: E402
 

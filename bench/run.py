@@ -1,7 +1,7 @@
 """jobmesh overhead benchmark: `jobmesh run` against a plain-subprocess floor runner.
 
 Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--only W1,W2]
-                                     [--settle S] [--keep]
+                                     [--settle S] [--keep] [--vs OTHER_JOBMESH]
 Every job is `true`, so all measured time is orchestration and process-spawn overhead.
 """
 from __future__ import annotations
@@ -171,10 +171,51 @@ def ts(s):
     return datetime.fromisoformat(s).timestamp()
 
 
-def run_jobmesh(path, name, workers, timeout, keep, memory=False):
+def jobmesh_env(home):
+    """jobmesh's environment: its own home, and bytecode caching on (an installed jobmesh
+    has its .pyc files; PYTHONDONTWRITEBYTECODE would recompile ~50 modules every run)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "JOBMESH_HOME": str(home)}
+
+
+def run_startup(path, repeat, vs=None):
+    """A 1-job workflow, whole `jobmesh run` command in a fresh home, against a Python
+    process that runs `bash -c true` (the floor of any Python workflow manager). With
+    ``vs`` (another jobmesh command) that one runs after each pair too: (floors, walls,
+    loads, its walls)."""
+    floor_cmd = [sys.executable, "-c", "import subprocess; subprocess.run(['bash', '-c', 'true'])"]
+    walls, floors, loads, others = [], [], [], []
+    for cmd in [JOBMESH] + ([vs] if vs else []):  # warm: compile bytecode once
+        subprocess.run([cmd, "--help"], env=jobmesh_env(tempfile.gettempdir()), check=False,
+                       capture_output=True)
+
+    def one(cmd):
+        home = tempfile.mkdtemp(prefix="jmbench-home-")
+        t0 = time.perf_counter()
+        proc = subprocess.run([cmd, "run", str(path), "--quiet"], env=jobmesh_env(home),
+                              capture_output=True, text=True, timeout=120, check=False)
+        wall = time.perf_counter() - t0
+        shutil.rmtree(home, ignore_errors=True)
+        if proc.returncode:
+            raise RuntimeError(f"{cmd} run (1 job) exited {proc.returncode}: "
+                               f"{proc.stderr[-2000:]}")
+        return wall
+
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(floor_cmd, check=True)
+        floors.append(time.perf_counter() - t0)
+        walls.append(one(JOBMESH))
+        loads.append(os.getloadavg()[0])
+        if vs:
+            others.append(one(vs))
+    return floors, walls, loads, others
+
+
+def run_jobmesh(path, name, workers, timeout, keep, memory=False, jobmesh=None):
     home = tempfile.mkdtemp(prefix="jmbench-home-")
-    env = {**os.environ, "JOBMESH_HOME": home}
-    cmd = [JOBMESH, "run", str(path), "--quiet", "--parallel", str(workers)]
+    env = jobmesh_env(home)
+    cmd = [jobmesh or JOBMESH, "run", str(path), "--quiet", "--parallel", str(workers)]
     peak, stop = {}, threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -231,32 +272,57 @@ COLS = {"workload": "workload", "jobs": "jobs", "floor_s": "floor s", "wall_s": 
         "workflow_s": "jobmesh workflow s", "submit_to_end_s": "submit→end s",
         "floor_ms_job": "floor ms/job", "wall_ms_job": "jm wall ms/job",
         "workflow_ms_job": "jm workflow ms/job", "ratio_workflow": "ratio workflow",
-        "ratio_wall": "ratio wall"}
+        "ratio_wall": "ratio wall", "load": "load 1 min"}
 
 
 def fmt(key, v):
     if key in ("workload", "jobs"):
         return str(v)
-    if key.startswith("ratio"):
+    if v is None or (isinstance(v, float) and v != v):  # not measured for this row
+        return "-"
+    if key == "vs_pair":
+        return f"{v:.2f}x"
+    if key.startswith(("ratio", "vs_ratio")):
         return f"{v:.1f}x"
+    if key == "load":
+        return f"{min(v):.1f}-{max(v):.1f}" if min(v) != max(v) else f"{v[0]:.1f}"
     return f"{v:.1f}" if key.endswith("ms_job") else f"{v:.2f}"
 
 
-def summarize(label, parents, floor, jm):
+def summarize(label, parents, floor, jm, vs=()):
     k, f = len(parents), statistics.median(floor)
     w, wf, se = (statistics.median(r[key] for r in jm)
                  for key in ("wall", "workflow", "submit_to_end"))
-    return {"workload": label, "jobs": k, "floor_s": f, "wall_s": w, "workflow_s": wf,
-            "submit_to_end_s": se, "floor_ms_job": 1000 * f / k, "wall_ms_job": 1000 * w / k,
-            "workflow_ms_job": 1000 * wf / k, "ratio_workflow": wf / f, "ratio_wall": w / f,
-            "floor_runs": floor, "jobmesh_runs": jm}
+    row = {"workload": label, "jobs": k, "floor_s": f, "wall_s": w, "workflow_s": wf,
+           "submit_to_end_s": se, "floor_ms_job": 1000 * f / k, "wall_ms_job": 1000 * w / k,
+           "workflow_ms_job": 1000 * wf / k, "ratio_workflow": wf / f, "ratio_wall": w / f,
+           "load": [r["load_avg_1min"] for r in jm], "floor_runs": floor, "jobmesh_runs": jm}
+    if vs:
+        row.update(vs_pairs([r["wall"] for r in jm], [r["wall"] for r in vs], f))
+        row["vs_runs"] = list(vs)
+    return row
+
+
+def vs_pairs(walls, others, floor):
+    """The --vs columns: the other command's median wall, its ratio to the floor, and the
+    median of the pair by pair ratios jobmesh / other (pairs ran back to back)."""
+    pairs = [a / b for a, b in zip(walls, others)]
+    return {"vs_wall_s": statistics.median(others),
+            "vs_ratio_wall": statistics.median(others) / floor,
+            "vs_pair": statistics.median(pairs), "vs_pair_range": [min(pairs), max(pairs)]}
+
+
+VS_COLS = {"vs_wall_s": "--vs wall s", "vs_ratio_wall": "--vs ratio wall",
+           "vs_pair": "wall / --vs wall (pairs)"}
 
 
 def report(rows, big, n, repeat):
     """Print the rich table and the markdown version; return the markdown."""
-    cells = [[fmt(k, r[k]) for k in COLS] for r in rows]
-    t = Table(title=f"jobmesh vs plain-subprocess floor ({n} workers, median of {repeat})")
-    for h in COLS.values():
+    cols = {**COLS, **(VS_COLS if any("vs_pair" in r for r in rows) else {})}
+    cells = [[fmt(k, r.get(k)) for k in cols] for r in rows]
+    t = Table(title=f"jobmesh vs plain-subprocess floor ({n} workers, median of {repeat}; "
+                    "ratio wall is the whole `jobmesh run` command)")
+    for h in cols.values():
         t.add_column(h, justify="left" if h == "workload" else "right")
     for c in cells:
         t.add_row(*c)
@@ -270,7 +336,7 @@ def report(rows, big, n, repeat):
     else:
         line = f"Fan-out start -> {big['size']} -> end: FAILED ({big['error'].splitlines()[0]})"
     console.print(line)
-    md = ["| " + " | ".join(COLS.values()) + " |", "|" + "---|" * len(COLS)]
+    md = ["| " + " | ".join(cols.values()) + " |", "|" + "---|" * len(cols)]
     md = "\n".join(md + ["| " + " | ".join(c) + " |" for c in cells] + ["", line])
     print(f"\nMarkdown (for docs/benchmarks.md):\n\n{md}\n")
     return md
@@ -278,6 +344,7 @@ def report(rows, big, n, repeat):
 
 # ---------------------------------------------------------------- main
 def main():
+    global JOBMESH
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 repeat, 1,000-job fan-out")
@@ -285,11 +352,17 @@ def main():
     ap.add_argument("--big", type=int, help="size of the big fan-out (default 5000, quick "
                     "1000; 0 skips it)")
     ap.add_argument("--keep", action="store_true", help="keep each run's JOBMESH_HOME")
-    ap.add_argument("--only", help="comma-separated workload ids to run, e.g. W1,W2")
+    ap.add_argument("--jobmesh", default=JOBMESH, help="the jobmesh command to time (e.g. "
+                    "another checkout's, for a before/after pair)")
+    ap.add_argument("--only", help="comma-separated workload ids to run, e.g. W1,W2,1job")
+    ap.add_argument("--vs", metavar="OTHER_JOBMESH", help="a second jobmesh command (e.g. the "
+                    "tree before a change) run right after each jobmesh run, for pair by pair "
+                    "ratios in the same conditions")
     ap.add_argument("--settle", type=float, default=0, metavar="S",
                     help="before each measurement wait up to S s for a mostly idle machine "
                     "(a shared machine's bursts otherwise dominate; idle share recorded)")
     args = ap.parse_args()
+    JOBMESH = args.jobmesh
     repeat = args.repeat or (1 if args.quick else 3)
     big_n = args.big if args.big is not None else (1000 if args.quick else 5000)
     n = os.cpu_count() or 1
@@ -305,22 +378,48 @@ def main():
         if only and label.split()[0] not in only:
             continue
         name = label.split()[0].lower()
-        path, floor, jm = write_yaml(name, parents, tmp), [], []
+        path, floor, jm, vs = write_yaml(name, parents, tmp), [], [], []
+        timeout = 120 + 2 * len(parents)
         try:
             for i in range(repeat):
                 idle = settle(args.settle) if args.settle else None
                 floor.append(run_floor(parents, n))
-                jm.append(retry_once(run_jobmesh, path, name, n, 120 + 2 * len(parents), args.keep))
+                jm.append(retry_once(run_jobmesh, path, name, n, timeout, args.keep))
                 jm[-1]["idle_before"] = idle
+                other = ""
+                if args.vs:
+                    vs.append(retry_once(run_jobmesh, path, name, n, timeout, args.keep,
+                                         jobmesh=args.vs))
+                    other = f", --vs wall {vs[-1]['wall']:.2f}s"
                 console.print(f"  {label} #{i + 1}: floor {floor[-1]:.2f}s, jobmesh wall "
                               f"{jm[-1]['wall']:.2f}s, workflow {jm[-1]['workflow']:.2f}s, "
-                              f"ratio {jm[-1]['workflow'] / floor[-1]:.1f}x, "
+                              f"ratio {jm[-1]['workflow'] / floor[-1]:.1f}x{other}, "
                               f"load {jm[-1]['load_avg_1min']:.2f}")
         except FAILURES as e:
             console.print(f"[red]{label} FAILED:[/] {e}")
             errors[label] = str(e)
             continue
-        rows.append(summarize(label, parents, floor, jm))
+        rows.append(summarize(label, parents, floor, jm, vs))
+
+    if not only or "1JOB" in only:
+        path = write_yaml("one", {"a": []}, tmp)
+        try:
+            if args.settle:
+                settle(args.settle)
+            floors, walls, loads, others = run_startup(path, max(5, repeat), args.vs)
+            f, w = statistics.median(floors), statistics.median(walls)
+            rows.append({"workload": "1 job (start-up)", "jobs": 1, "floor_s": f, "wall_s": w,
+                         "workflow_s": float("nan"), "submit_to_end_s": float("nan"),
+                         "floor_ms_job": 1000 * f, "wall_ms_job": 1000 * w,
+                         "workflow_ms_job": float("nan"), "ratio_workflow": float("nan"),
+                         "ratio_wall": w / f, "load": loads, "floor_runs": floors,
+                         "jobmesh_runs": walls,
+                         **(vs_pairs(walls, others, f) if others else {})})
+            console.print(f"  1 job: floor {f:.3f}s, jobmesh {w:.3f}s ({w / f:.1f}x), "
+                          f"load {min(loads):.2f}-{max(loads):.2f}")
+        except FAILURES as e:
+            console.print(f"[red]1-job start-up FAILED:[/] {e}")
+            errors["1 job"] = str(e)
 
     if big_n > 0:
         console.print(f"big fan-out: start -> {big_n} -> end (once, sampling RSS every 50 ms)")
@@ -345,7 +444,8 @@ def main():
     out = {"date": datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
            "cpus": n, "load_avg": os.getloadavg(), "python": platform.python_version(),
            "commit": git.stdout.strip(), "quick": args.quick, "settle": args.settle,
-           "repeat": repeat, "workloads": rows, "big_fanout": big, "errors": errors, "markdown": md}
+           "repeat": repeat, "vs": args.vs, "workloads": rows, "big_fanout": big,
+           "errors": errors, "markdown": md}
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S") + ("-quick" if args.quick else "")

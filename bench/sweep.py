@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from jobmesh.common.loader import parse_workflow
 from jobmesh.common.messages import (
     JobReadied,

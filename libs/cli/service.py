@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobmesh import __version__
+from jobmesh.common import procs
 
 from .stack import Stack, service_info
 
@@ -64,6 +65,7 @@ def up(home: Path, host: str, port: int, token: str | None, timeout: float = 60)
         return info
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "service.log", "ab")
+    start = log.tell()  # show only what this start wrote, should it fail
     env = {**os.environ, "JOBMESH_HOME": str(home)}
     if token:
         env["JOBMESH_TOKEN"] = token  # not on the command line, where ps would show it
@@ -74,9 +76,11 @@ def up(home: Path, host: str, port: int, token: str | None, timeout: float = 60)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (home / "service.log").read_text()[-1500:]
-            raise RuntimeError(f"jobmesh serve exited ({proc.returncode}); its log "
-                               f"({home / 'service.log'}) ends with:\n{tail}")
+            with open(home / "service.log", "rb") as f:
+                f.seek(start)
+                tail = f.read().decode(errors="replace").strip()[-1500:]
+            raise RuntimeError(f"jobmesh serve exited ({proc.returncode}): {tail or '(no output)'}"
+                               f"\n(its log: {home / 'service.log'})")
         info = service_info(home)
         if info is not None and _healthy(info["url"]):
             return info
@@ -86,38 +90,33 @@ def up(home: Path, host: str, port: int, token: str | None, timeout: float = 60)
                        f"{home / 'service.log'}")
 
 
-def _alive(pid: int) -> bool:
-    """Is the process running? A zombie (exited, waiting for init to reap it, which can
-    take seconds in containers) counts as stopped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): kill -0 said it exists
-        return True
-
-
 def down(home: Path, timeout: float = 60) -> bool:
-    """Stop the background stack. Returns False when none was running."""
+    """Stop the background stack. Returns False when none was running.
+
+    A zombie (exited, waiting for init to reap it, which can take seconds in containers)
+    counts as stopped (``procs.alive``). On Windows SIGTERM is TerminateProcess: the
+    stack gets no chance to stop its nats-server, so that is ended here too; jobs, which
+    it started detached, run on."""
     info = service_info(home)
     if info is None:
         return False
     pid = int(info["pid"])
+    leftovers = procs.children_named(pid, "nats-server") if sys.platform == "win32" else []
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not procs.alive(pid):
             break
-        try:  # reap it if it is our child (it is not, normally)
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        if hasattr(os, "WNOHANG"):  # reap it if it is our child (it is not, normally)
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
         time.sleep(0.05)
     else:
         raise RuntimeError(f"the stack (pid {pid}) did not stop within {timeout:.0f}s")
+    for child in leftovers:
+        procs.kill_tree(child)
     (home / "service.json").unlink(missing_ok=True)
     return True
 
@@ -125,12 +124,22 @@ def down(home: Path, timeout: float = 60) -> bool:
 async def serve(home: Path, host: str, port: int, token: str | None) -> None:
     """The background process itself: the embedded stack plus the gateway."""
     import uvicorn
+
     from jobmesh.gateway.app import close_streams, create_app
+    from jobmesh.gateway.entry import CannotListen, listen
+
+    try:  # a port in use: one line and exit 1, before anything starts
+        sock = listen(host, port)
+    except CannotListen as exc:
+        raise SystemExit(f"jobmesh serve: {exc}; choose another with --port") from None
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: a plain handler, handed to the loop
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     async with Stack(home, use_running=False) as stack:
         app = create_app(stack.settings, token, nc=stack.nc, bind=host)
         # /healthz answers 503 when one has died (naming the error's type; the log has more)
@@ -138,13 +147,13 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
         # Open live streams (GUI tabs) must not hold 'jobmesh down' hostage.
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                lifespan="on", timeout_graceful_shutdown=3))
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             if task.done():
                 await task
                 raise RuntimeError(f"the gateway could not listen on {host}:{port}")
             await asyncio.sleep(0.02)
-        bound = server.servers[0].sockets[0].getsockname()[1]
+        bound = sock.getsockname()[1]
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         info = {"pid": os.getpid(), "url": f"http://{shown}:{bound}", "host": host,
                 "port": bound, "nats_url": stack.settings.nats_url, "version": __version__,

@@ -12,7 +12,6 @@ by ``dead()``: ``/healthz`` answers 503 and ``jobmesh info`` names it.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
@@ -22,47 +21,62 @@ from pathlib import Path
 from typing import Any
 
 from jobmesh.common import bus, credentials
+from jobmesh.common.loader import SpecError, SpecIssue
 from jobmesh.common.settings import Settings
+from jobmesh.common.spec import KINDS
 from jobmesh.executor.app import ExecutorService
 from jobmesh.monitor.app import MonitorService
 from jobmesh.scheduler.app import SchedulerService
 
 from . import natsserver
+from .natsserver import StackBusy
 
-EXECUTOR_KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
+__all__ = ["Stack", "StackBusy", "service_info"]
 log = logging.getLogger("jobmesh.stack")
-
-
-class StackBusy(RuntimeError):
-    pass
 
 
 def service_info(home: Path) -> dict[str, Any] | None:
     """What a running ``jobmesh up`` wrote about itself, if it is alive."""
     path = home / "service.json"
     try:
-        info = json.loads(path.read_text())
+        info: dict[str, Any] = json.loads(path.read_text())
         os.kill(int(info["pid"]), 0)
         return info
     except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, PermissionError):
         return None
 
 
+def _check_platform() -> None:
+    """JOBMESH_PLATFORM names a platform the local executor can use here; else the
+    error is bad input (``jobmesh run`` prints one line and exits 2), not a service that
+    dies with a traceback after the run started."""
+    from jobmesh.executor.platforms import PlatformError, select_platform
+
+    try:
+        select_platform()
+    except PlatformError as exc:
+        raise SpecError([SpecIssue("JOBMESH_PLATFORM", None, str(exc).removeprefix(
+            f"JOBMESH_PLATFORM={os.environ.get('JOBMESH_PLATFORM')}: "))]) from None
+
+
 class Stack:
     """``async with Stack(home) as s:`` gives ``s.nc``/``s.js`` on a working bus.
 
     services: which services to run in-process ("scheduler", "executor", "monitor");
-    attach_only: executors re-attach and report, but take no new work (for status).
+    take_work=False: executors re-attach and report, but take no new work (for status).
+    live_graphs=False: the monitor stores a graph only when its run ends (a private stack
+    no other process can reach: nobody watches the graph while it runs).
     """
 
     def __init__(self, home: Path, services: tuple[str, ...] = ("scheduler", "executor",
                  "monitor"), workdir: Path | None = None, use_running: bool = True,
-                 take_work: bool = True):
+                 take_work: bool = True, live_graphs: bool = True):
         self.home = home
         self.services = services
         self.workdir = workdir
         self.use_running = use_running
         self.take_work = take_work
+        self.live_graphs = live_graphs
         self.server: natsserver.NatsServer | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.stop = asyncio.Event()
@@ -75,19 +89,28 @@ class Stack:
     async def __aenter__(self) -> Stack:
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = service_info(self.home) if self.use_running else None
+        if info is None and "executor" in self.services:
+            _check_platform()  # before a server starts: bad input, one line, exit 2
         if info is not None:
             self.shared = True
             self.settings = Settings(nats_url=info["nats_url"], home=self.home,
                                      workdir=self.workdir,
                                      nats_token=credentials.read_token(self.home))
         else:
-            self._take_lock()
+            early = natsserver.adopt(self.home) if self.use_running else None
             try:
-                token, warning = credentials.ensure_token(self.home)
+                if early is not None:  # started by ``jobmesh run`` before its imports
+                    self._lock, token, warning = early.lock, early.token, early.warning
+                    starting = early.starting
+                else:
+                    self._lock = natsserver.take_lock(self.home)
+                    token, warning = credentials.ensure_token(self.home)
+                    starting = natsserver.spawn(self.home / "nats", token,
+                                                pass_fds=(self._lock,))
+                    natsserver.mark(self._lock, "running", starting.proc.pid)
                 if warning:
                     print(f"warning: {warning}", file=sys.stderr)
-                self.server = await asyncio.to_thread(natsserver.start, self.home / "nats",
-                                                      token)
+                self.server = await asyncio.to_thread(natsserver.wait_ready, starting)
             except Exception:
                 self._release_lock()
                 raise
@@ -102,8 +125,7 @@ class Stack:
             if nc is not None:
                 await bus.close(nc)
             if self.server is not None:  # our own server: stop it again
-                await asyncio.to_thread(self.server.stop)
-                self._release_lock()
+                self._stop_server()
             elif isinstance(exc, bus.CredentialsRefused):
                 raise credentials.CredentialsError(
                     f"the jobmesh stack of {self.home} refused the NATS token in "
@@ -116,13 +138,14 @@ class Stack:
 
     def _start_services(self) -> None:
         if "monitor" in self.services:
-            self.monitor = MonitorService(self.settings, nc=self.nc)
+            self.monitor = MonitorService(self.settings, nc=self.nc,
+                                          live_graphs=self.live_graphs)
             self._spawn(self.monitor.run(self.stop), "monitor")
         if "scheduler" in self.services:
             sched = SchedulerService(self.settings, nc=self.nc)
             self._spawn(sched.run(self.stop), "scheduler")
         if "executor" in self.services:
-            for kind in EXECUTOR_KINDS:
+            for kind in KINDS:
                 ex = ExecutorService(self.settings, pool=kind, kind=kind, nc=self.nc,
                                      take_work=self.take_work)
                 self.executors.append(ex)
@@ -172,24 +195,19 @@ class Stack:
             if os.environ.get("JOBMESH_DEBUG"):
                 print(f"services stopped in {time.monotonic() - t0:.2f}s; pending={pending}")
         await bus.close(self.nc)
-        if self.server is not None:
-            await asyncio.to_thread(self.server.stop)
-        self._release_lock()
+        self._stop_server()
 
-    def _take_lock(self) -> None:
-        path = self.home / "stack.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StackBusy(
-                f"another jobmesh command is running its own stack from {self.home}; wait for "
-                "it, start a shared one with 'jobmesh up', or set JOBMESH_HOME") from None
-        self._lock = fd
+    def _stop_server(self) -> None:
+        """Ask our server to stop without waiting: it keeps the home's lock (inherited)
+        until it has flushed its store and exited, and the next command waits for that
+        (``natsserver.take_lock``)."""
+        if self.server is not None:
+            if self._lock is not None:
+                natsserver.mark(self._lock, "stopping", self.server.proc.pid)
+            self.server.stop_nowait()
+        self._release_lock()
 
     def _release_lock(self) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            os.close(self._lock)
+            natsserver.release_lock(self._lock)
             self._lock = None

@@ -3,21 +3,82 @@ shape of ``jobmesh status --output json``."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from jobmesh.common.labels import format_duration
-from jobmesh.common.messages import JobStatus, WorkflowSnapshot
-from jobmesh.common.report import iso, status_json  # noqa: F401  (re-exported)
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.progress_bar import ProgressBar
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from jobmesh.common import jobfold
+from jobmesh.common.labels import format_duration
+from jobmesh.common.messages import EVENT_LOG, JobStatus, WorkflowSnapshot
+from jobmesh.common.report import iso, status_json  # noqa: F401  (re-exported)
+
 STYLE = {"PENDING": "dim", "READY": "cyan", "QUEUED": "yellow", "RUNNING": "blue",
          "SUCCEEDED": "green", "FAILED": "bold red", "CANCELED": "magenta", "SKIPPED": "dim"}
-MAX_LIVE_ROWS = 12
+
+
+class Tracker:
+    """The CLI's copy of a run, kept from the gateway's event stream: a ``workflow`` event
+    brings the monitor's snapshot, a ``job`` event is applied by the job-event rule
+    (``jobfold``), so a retried job shows its new attempt at once, not FAILED."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.snap: WorkflowSnapshot | None = None
+        self.last: dict[str, Any] = {}  # the last snapshot event, as sent
+
+    def feed(self, event: str, data: Any) -> bool:
+        """Apply one stream event; True when what the user sees changed."""
+        if not isinstance(data, dict):
+            return False
+        if event == "workflow":
+            self._snapshot(data)
+            return True
+        if event != "job" or self.snap is None or data.get("run") != self.snap.run \
+                or data.get("type") == "jobs_expanded":  # the next snapshot brings the shape
+            return False
+        js = self.snap.jobs.get(data.get("job", ""))
+        if js is None:
+            return False
+        try:
+            ev = EVENT_LOG.validate_python(data)
+        except ValueError:  # an event this CLI does not know: the next snapshot has it
+            return False
+        new = jobfold.apply(js, ev)
+        if new is None:
+            return False
+        self.snap.jobs[ev.job] = new
+        return True
+
+    def _snapshot(self, data: dict[str, Any]) -> None:
+        """Take the snapshot, but keep what job events already told of a job when the
+        snapshot is behind them (same run, and a newer attempt or a higher state)."""
+        self.last = data
+        old = self.snap if self.snap is not None and self.snap.run == data.get("run") \
+            else None
+        jobs: dict[str, JobStatus] = {}
+        for n, raw in (data.get("jobs") or {}).items():
+            new = JobStatus(**raw)
+            was = old.jobs.get(n) if old else None
+            if was is not None and (was.attempt, was.state.rank) > (new.attempt,
+                                                                     new.state.rank):
+                jobs[n] = was
+                continue
+            if was is not None and was.attempt == new.attempt:  # times the stream told
+                new.started, new.ended = was.started, was.ended
+                new.host, new.run_dir, new.native_id = was.host, was.run_dir, was.native_id
+                new.exit_code, new.reason = was.exit_code, was.reason
+            jobs[n] = new
+        self.snap = WorkflowSnapshot(name=data.get("name", self.name), run=data["run"],
+                                     state=data["state"], jobs=jobs)
 
 
 def clock(t: float | None) -> str:
@@ -50,25 +111,99 @@ def summary(snap: WorkflowSnapshot, now: float) -> Text:
     return t
 
 
-def live(snap: WorkflowSnapshot | None, name: str, now: float | None = None) -> Group:
-    now = now or time.time()
-    if snap is None:
-        return Group(Text(f"{name}: waiting for the first state...", style="dim"))
-    total = max(1, len(snap.jobs))
-    finished = sum(1 for j in snap.jobs.values() if j.state.terminal)
-    overall = ProgressBar(total=total, completed=finished, width=40)
-    running = [(n, j) for n, j in snap.jobs.items() if j.state.value in ("RUNNING", "QUEUED")]
+def live(snap: WorkflowSnapshot | None, name: str, now: float | None = None) -> LiveView:
+    """The live view of a run (``jobmesh run``, ``jobmesh workflow run --wait``): a line of
+    counts, a bar, and a row per job while every job fits the terminal; a bigger run shows
+    its counts per state and only its running and failed jobs (``LiveView``)."""
+    return LiveView(snap, name, now)
+
+
+class LiveView:
+    """Rendered at the console's size each time rich draws it (``Live`` redraws at its
+    refresh rate, so durations go on and a resized terminal is followed). ``now`` fixes the
+    clock (tests); None reads it at each draw."""
+
+    HEAD = 2  # the summary line and the overall bar
+
+    def __init__(self, snap: WorkflowSnapshot | None, name: str, now: float | None = None):
+        self.snap, self.name, self.now = snap, name, now
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        snap, now = self.snap, self.now or time.time()
+        if snap is None:
+            yield Text(f"{self.name}: waiting for the first state...", style="dim")
+            return
+        height = options.height or options.max_height or console.size.height
+        total = max(1, len(snap.jobs))
+        finished = sum(1 for j in snap.jobs.values() if j.state.terminal)
+        yield summary(snap, now)
+        yield ProgressBar(total=total, completed=finished, width=40)
+        yield Segment.line()  # a bar ends no line of its own
+        if len(snap.jobs) <= height - self.HEAD - 1:  # every job has its line (and one spare)
+            yield job_rows(list(snap.jobs.items()), now, options.max_width)
+            return
+        yield from compact(snap, now, height - self.HEAD, options.max_width)
+
+
+def state_counts(snap: WorkflowSnapshot) -> Text:
+    """Every state a job is in, with how many: ``RUNNING 4 · SUCCEEDED 980 · ...``."""
+    t = Text()
+    for state, n in snap.counts().items():
+        if n:
+            if t:
+                t.append(" · ", style="dim")
+            t.append(f"{state} {n}", style=STYLE[state])
+    return t
+
+
+def compact(snap: WorkflowSnapshot, now: float, lines: int, width: int = 100) -> Iterator[Any]:
+    """A run with more jobs than the terminal has lines, in ``lines`` lines: the counts per
+    state, then the running and the failed jobs, as many as fit, then how many more
+    (``width`` columns)."""
+    yield state_counts(snap)
+    running = [(n, j) for n, j in snap.jobs.items() if j.state.value == "RUNNING"]
+    failed = [(n, j) for n, j in snap.jobs.items() if j.state.value == "FAILED"]
+    room = max(2, lines - 2)  # the counts line, and the "... and N more" line
+    # failed jobs keep at least half the rows while jobs run; running ones take the rest
+    n_failed = min(len(failed), max(room // 2, room - len(running)))
+    n_running = min(len(running), room - n_failed)
+    rows = running[:n_running] + failed[:n_failed]
+    if rows:
+        yield job_rows(rows, now, width)
+    more = [f"{k} more {word}" for k, word in ((len(running) - n_running, "running"),
+                                                (len(failed) - n_failed, "failed")) if k > 0]
+    if more:
+        yield Text(f"... and {' and '.join(more)}", style="dim")
+
+
+def job_rows(items: list[tuple[str, JobStatus]], now: float, width: int = 100) -> Table:
+    """One line per job, in ``width`` columns: name, state (with the attempt after a
+    retry), progress, message, how long it ran. Long names and messages are cut, never
+    wrapped; the message gives way first, then the name, then the bar."""
+    states = [Text(j.state.value, style=STYLE[j.state.value]) for _, j in items]
+    for (_, j), state in zip(items, states):
+        if j.attempt > 1:
+            state.append(f" (attempt {j.attempt})", style="dim")
+    state_w = max((len(t) for t in states), default=7)
+    times = [duration(j, now) for _, j in items]
+    time_w = max((len(t) for t in times), default=0)
+    bar_w = 24 if width >= 90 else 10
+    fixed = state_w + bar_w + 4 + time_w + 5  # and the padding between the six columns
+    longest = max((len(n) for n, _ in items), default=1)
+    name_w = max(1, min(longest, max(8, (width - fixed) // 2), width - fixed - 1))
     table = Table.grid(padding=(0, 1))
-    for n, j in running[:MAX_LIVE_ROWS]:
-        table.add_row(Text(n, style="bold"), Text(j.state.value, style=STYLE[j.state.value]),
-                      ProgressBar(total=100, completed=j.progress, width=24),
-                      f"{j.progress:3.0f}%", Text(j.msg or j.reason or "", style="dim"),
-                      duration(j, now))
-    more = len(running) - MAX_LIVE_ROWS
-    parts: list[Any] = [summary(snap, now), overall, table]
-    if more > 0:
-        parts.append(Text(f"... and {more} more running", style="dim"))
-    return Group(*parts)
+    table.add_column(no_wrap=True, overflow="ellipsis", width=name_w)
+    table.add_column(no_wrap=True, width=state_w)
+    table.add_column(no_wrap=True, width=bar_w)
+    table.add_column(no_wrap=True, justify="right", width=4)
+    table.add_column(no_wrap=True, overflow="ellipsis",
+                     width=max(1, width - fixed - name_w))
+    table.add_column(no_wrap=True, justify="right", width=time_w)
+    for (n, j), state, took in zip(items, states, times):
+        table.add_row(Text(n, style="bold"), state,
+                      ProgressBar(total=100, completed=j.progress, width=bar_w),
+                      f"{j.progress:3.0f}%", Text(j.msg or j.reason or "", style="dim"), took)
+    return table
 
 
 FINAL_ROWS = 40  # a bigger workflow's table lists the jobs that did not succeed first
@@ -96,6 +231,12 @@ def final_table(snap: WorkflowSnapshot, now: float | None = None,
         t.caption = (t.caption + "\n" if t.caption else "") + (
             f"{len(reused)} of {len(snap.jobs)} jobs reused from earlier runs (cached), "
             f"saving {saved:.1f}s of run time")
+    notes = failure_notes(snap.name, [(n, j.state.value, j.run_dir, j.host, j.exit_code)
+                                      for n, j in snap.jobs.items()])
+    if notes is not None:  # under the table: what the failed jobs said (issue 23)
+        t.caption_justify, t.caption_style = "left", "none"
+        t.caption = Text(str(t.caption) + "\n", style="dim italic") + notes if t.caption \
+            else notes
     for name, j in items:
         state = j.state.value + (" (cached)" if j.cached_from else "")
         t.add_row(name, Text(state, style=STYLE[j.state.value]), f"{j.progress:.0f}%",
@@ -103,6 +244,62 @@ def final_table(snap: WorkflowSnapshot, now: float | None = None,
                   clock(j.started), duration(j, now), j.native_id or "",
                   j.reason if j.state.value in ("FAILED", "CANCELED", "SKIPPED", "QUEUED",
                                                 "PENDING") and j.reason else (j.msg or ""))
+    return t
+
+
+TAIL_LINES, TAIL_JOBS, TAIL_BYTES, TAIL_WIDTH = 5, 5, 8192, 200
+
+
+def log_tail(run_dir: str | None, lines: int = TAIL_LINES) -> list[str] | None:
+    """The last lines of a job's ``job.log`` when this machine can read it, else None
+    (a remote job's directory, or no run directory)."""
+    if not run_dir:
+        return None
+    path = Path(run_dir) / "job.log"
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return None
+    text = data.decode("utf-8", "replace").splitlines()
+    if size > TAIL_BYTES and text:
+        text = text[1:]  # the first line read may be cut
+    return [ln[:TAIL_WIDTH] for ln in text[-lines:]]
+
+
+SHOW_JOB = "jobmesh status {wf} --job {job}"
+
+
+def failure_notes(workflow: str, jobs: list[tuple[str, str, str | None, str | None,
+                                                   int | None]],
+                  command: str = SHOW_JOB,
+                  read: Callable[[str, str | None], list[str] | None] | None = None
+                  ) -> Text | None:
+    """For each FAILED job (name, state, run_dir, host, exit code): the last lines of its
+    log (``read(job, run_dir)``, by default this machine's file), or, when it cannot be
+    read, where it is and the ``command`` that shows it. None when no job failed."""
+    failed = [j for j in jobs if j[1] == "FAILED"]
+    if not failed:
+        return None
+    t = Text()
+    for i, (name, _, run_dir, host, code) in enumerate(failed[:TAIL_JOBS]):
+        if i:
+            t.append("\n")
+        how = f" (exit code {code})" if code is not None else ""
+        tail = read(name, run_dir) if read else log_tail(run_dir)
+        if tail is not None:
+            t.append(f"{name} failed{how}; last lines of its log:", style="bold red")
+            for line in tail or ["(the log is empty)"]:
+                t.append(f"\n  {line}")
+            continue
+        t.append(f"{name} failed{how}", style="bold red")
+        where = f"{host + ':' if host else ''}{run_dir}/job.log" if run_dir else "no log"
+        t.append(f"; log: {where}; '{command.format(wf=workflow, job=name)}' shows it")
+    if len(failed) > TAIL_JOBS:
+        t.append(f"\n... and {len(failed) - TAIL_JOBS} more failed jobs")
     return t
 
 

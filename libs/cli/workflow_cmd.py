@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 import yaml
-from jobmesh.common.messages import EVENT_STATE, JobStatus, WorkflowSnapshot
-from jobmesh.common.states import should_apply
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -136,8 +134,12 @@ def list_(output: ListFormat = typer.Option(ListFormat.table, "--output", "-o"),
 @workflow_app.command()
 def show(name: str = typer.Argument(..., help="workflow name"),
          output: Format = typer.Option(Format.table, "--output", "-o"),
+         run: Optional[str] = typer.Option(None, "--run", "-r", help="a past run ('jobmesh "
+                                           "workflow runs NAME' lists them)"),
          url: Url = None, token: Token = None) -> None:
     """Show a workflow's spec and state (json: the API's document)."""
+    if run is not None:
+        return show_run(name, run, output, url, token)
     with client(url, token) as c:
         doc = c.show(name, "json" if output is Format.table else output.value)
     if output is Format.json:
@@ -151,46 +153,68 @@ def show(name: str = typer.Argument(..., help="workflow name"),
         out.print(f"{name}: not run yet; jobs: {jobs}", highlight=False)
 
 
+def _wf_path(name: str) -> str:
+    from jobmesh.common.names import check_workflow
+
+    try:
+        return f"/api/workflows/{check_workflow(name)}"
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+def show_run(name: str, run: str, output: Format, url: str | None, token: str | None) -> None:
+    """One run (GET /api/workflows/NAME/runs/RUN): its jobs, as ``show`` prints them."""
+    from urllib.parse import quote
+
+    if output is Format.csv:
+        fail("--run shows a run as table, json or yaml", 2)
+    with client(url, token) as c:
+        doc = c._call("GET", f"{_wf_path(name)}/runs/{quote(run, safe='')}").json()
+    if output is Format.json:
+        print(json.dumps(doc, indent=2))
+    elif output is Format.yaml:
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    else:
+        out.print(status_table(doc["status"]))
+
+
+@workflow_app.command("runs")
+def runs_(name: str = typer.Argument(..., help="workflow name"),
+          output: ListFormat = typer.Option(ListFormat.table, "--output", "-o"),
+          url: Url = None, token: Token = None) -> None:
+    """List a workflow's runs, newest first (GET /api/workflows/NAME/runs)."""
+    from .runs_cmd import runs_table, spark
+
+    with client(url, token) as c:
+        doc = c._call("GET", f"{_wf_path(name)}/runs").json()
+    if output is ListFormat.json:
+        print(json.dumps(doc, indent=2))
+        return
+    out.print(runs_table(name, doc["runs"]))
+    if len(doc["runs"]) > 1:
+        err.print("durations, oldest to newest: "
+                  f"{spark([r['duration'] for r in reversed(doc['runs'])])}", highlight=False)
+
+
 def follow(c: Client, name: str) -> dict[str, Any]:
     """Show the run live (on a terminal) until it ends; returns its final status."""
-    snap: WorkflowSnapshot | None = None
-    times: dict[str, tuple[float | None, float | None]] = {}
+    tracker = view.Tracker(name)  # the job-event rule (jobfold): a retry shows at once
     live = Live(view.live(None, name), console=out, refresh_per_second=8, transient=True) \
         if out.is_terminal else None
-    last: dict[str, Any] = {}
     if live:
         live.start()
     try:
         for ev in c.watch(name):
-            data = ev.data if isinstance(ev.data, dict) else {}
-            if ev.event == "workflow":
-                last = data
-                snap = WorkflowSnapshot(name=name, run=data["run"], state=data["state"], jobs={
-                    n: JobStatus(**j, started=times.get(n, (None, None))[0],
-                                 ended=times.get(n, (None, None))[1])
-                    for n, j in data["jobs"].items()})
-            elif ev.event == "job" and snap is not None and data.get("job") in snap.jobs:
-                js, kind = snap.jobs[data["job"]], data.get("type")
-                if kind == "started":
-                    times[data["job"]] = (data["time"], None)
-                    js.started = data["time"]
-                target = EVENT_STATE.get(kind or "")
-                if target is not None and target.terminal:
-                    times[data["job"]] = (times.get(data["job"], (None, None))[0], data["time"])
-                    js.ended = data["time"]
-                if target is not None and should_apply(js.state, target):
-                    js.state = target
-                if data.get("progress") is not None:
-                    js.progress = data["progress"]
-            if live:
-                live.update(view.live(snap, name, time.time()))
+            if tracker.feed(ev.event, ev.data) and live:
+                live.update(view.live(tracker.snap, name, time.time()))
     finally:
         if live:
             live.stop()
+    last = tracker.last
     if last.get("state") not in ("SUCCEEDED", "FAILED", "CANCELED"):
         fail(f"the event stream of '{name}' ended before the run did", 1)
     status = c.show(name)["status"]
-    return status if status and status["run"] == last["run"] else last  # type: ignore[no-any-return]
+    return status if status and status["run"] == last["run"] else last
 
 
 def _finish(c: Client, name: str) -> None:
@@ -201,6 +225,19 @@ def _finish(c: Client, name: str) -> None:
                   "shows it", highlight=False)
         raise typer.Exit(130) from None
     out.print(status_table(status))
+
+    def read(job: str, run_dir: str | None) -> list[str] | None:  # through the gateway
+        try:
+            lines = c.log(name, job, tail=view.TAIL_LINES)["data"].splitlines()
+        except Exception:  # noqa: BLE001  (a note under the table: the command says more)
+            return None
+        return [ln[:view.TAIL_WIDTH] for ln in lines]
+
+    notes = view.failure_notes(name, [(n, j["state"], j.get("run_dir"), j.get("host"),
+                                       j.get("exit_code")) for n, j in status["jobs"].items()],
+                               command="jobmesh workflow log {wf} {job}", read=read)
+    if notes is not None:
+        out.print(notes)
     raise typer.Exit(0 if status["state"] == "SUCCEEDED" else 1)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
 from jobmesh.common import credentials
 from jobmesh.common.names import InvalidName, check_job, check_workflow
 from jobmesh.common.settings import default_home

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from jobmesh.common.names import check_job, check_workflow
 from jobmesh.common.ranges import expand, expand_one
 
@@ -116,7 +117,7 @@ class Workflow:
                  for n, a in self.nodes.items()}
         doc = {"name": self.name, **self.top,
                "workflow": {"nodes": nodes, "dependencies": list(self.dependencies)}}
-        return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -192,7 +193,9 @@ class Workflow:
             raise RuntimeError(f"jobmesh run failed ({res.returncode}): {_message(res.stderr)}")
         shutil.rmtree(folder, ignore_errors=True)
         status = _jobmesh(["status", self.name, "-o", "json"], 120)
-        if status is None or status.returncode != 0:
+        if status is None:
+            raise RuntimeError(f"jobmesh status gave no answer in 120 s (workflow {self.name})")
+        if status.returncode != 0:
             raise RuntimeError(f"jobmesh status failed: {_message(status.stderr)}")
         return json.loads(status.stdout)  # type: ignore[no-any-return]
 

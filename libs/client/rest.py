@@ -7,6 +7,7 @@ the service raises ``ApiError`` whose message is the gateway's readable ``detail
 
 from __future__ import annotations
 
+import builtins
 import os
 import queue
 import threading
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from . import pack, sse
 from .base import TERMINAL, ApiError, BaseClient, _job, _wf
@@ -74,6 +76,19 @@ class Client(BaseClient):
         self._marks[name] = (out["run"], {})
         return out  # type: ignore[no-any-return]
 
+    def runs(self, name: str) -> builtins.list[dict[str, Any]]:
+        """The runs the history keeps, newest first: each {"run", "state", "created",
+        "started", "ended", "duration", "jobs", "counts", "current", "replaced_by"}.
+        404: no such workflow."""
+        return self._call("GET", f"/api/workflows/{_wf(name)}/runs").json()["runs"]  # type: ignore[no-any-return]
+
+    def past_run(self, name: str, run: str) -> dict[str, Any]:
+        """One run of the history: {"run", "state", "current", "status", "queued"}, where
+        status has the shape of ``jobmesh status -o json``. 404: not kept (older than
+        the retention, or never ran); 422: not a run id."""
+        return self._call("GET", f"/api/workflows/{_wf(name)}/runs/"  # type: ignore[no-any-return]
+                          f"{quote(run, safe='')}").json()
+
     def cancel(self, name: str) -> dict[str, Any]:
         """Ask the running workflow to cancel. 409: it is not running."""
         return self._call("POST", f"/api/workflows/{_wf(name)}/cancel").json()  # type: ignore[no-any-return]
@@ -91,7 +106,7 @@ class Client(BaseClient):
     def delete(self, name: str, force: bool = False) -> dict[str, Any]:
         """Delete a workflow, its state and its upload. 409: running (force=True cancels)."""
         self._marks.pop(name, None)
-        return self._call("DELETE", f"/api/workflows/{_wf(name)}",
+        return self._call("DELETE", f"/api/workflows/{_wf(name)}",  # type: ignore[no-any-return]
                           params={"force": str(force).lower()}).json()
 
     def graph(self, name: str) -> bytes:
@@ -206,7 +221,7 @@ class Client(BaseClient):
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def jobs(self, name: str) -> list[dict[str, Any]]:
+    def jobs(self, name: str) -> builtins.list[dict[str, Any]]:
         """Every job: {"name", "spec", "parents", "status" (once it ran)}."""
         return self._call("GET", f"/api/workflows/{_wf(name)}/jobs").json()  # type: ignore[no-any-return]
 
@@ -215,14 +230,14 @@ class Client(BaseClient):
         return self._call("GET", f"/api/workflows/{_wf(name)}/jobs/{_job(job)}").json()  # type: ignore[no-any-return]
 
     def put_job(self, name: str, job: str, attributes: dict[str, Any],
-                after: list[str] | str | None = None) -> dict[str, Any]:
+                after: builtins.list[str] | str | None = None) -> dict[str, Any]:
         """Add or replace a job of an uploaded workflow (attributes as in the YAML);
         ``after`` (a list or "a,b") replaces its parents. 409: running or not uploaded
         here; 422: the change makes the workflow invalid (nothing is changed then)."""
         if isinstance(after, str):
             after = [a.strip() for a in after.split(",") if a.strip()]
         body = {"attributes": attributes, "after": after}
-        return self._call("PUT", f"/api/workflows/{_wf(name)}/jobs/{_job(job)}",
+        return self._call("PUT", f"/api/workflows/{_wf(name)}/jobs/{_job(job)}",  # type: ignore[no-any-return]
                           json=body).json()
 
     def delete_job(self, name: str, job: str) -> dict[str, Any]:
@@ -240,7 +255,7 @@ class Client(BaseClient):
         params: dict[str, Any] = {"offset": offset}
         if tail is not None:
             params["tail"] = tail
-        return self._call("GET", f"/api/workflows/{_wf(name)}/jobs/{_job(job)}/log",
+        return self._call("GET", f"/api/workflows/{_wf(name)}/jobs/{_job(job)}/log",  # type: ignore[no-any-return]
                           params=params).json()
 
     def follow_log(self, name: str, job: str, offset: int = 0) -> Iterator[str]:

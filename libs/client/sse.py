@@ -28,7 +28,8 @@ KEEPALIVE = Event("keep-alive", None)
 def parse(lines: Iterable[str]) -> Iterator[Event]:
     """Turn the lines of an event stream into events. Comments (the gateway's
     keep-alives) come out as ``KEEPALIVE`` so a reader can check its deadline."""
-    name, data, ident = "message", [], None
+    name, ident = "message", None
+    data: list[str] = []
     for line in lines:
         line = line.rstrip("\r")
         if not line:

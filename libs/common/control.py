@@ -91,10 +91,10 @@ def check(jobs: Mapping[str, JobSpec], edges: list[tuple[str, str]],
                                     True)):
             if text is None:
                 continue
-            key = (spec.foreach_of, field, text)
-            if spec.foreach_of and key in seen:
+            once = (spec.foreach_of, field, text)
+            if spec.foreach_of and once in seen:
                 continue
-            seen.add(key)
+            seen.add(once)
             issues += _check_expr(spec, field, text, parents[name], variables, jobs,
                                   expanded, until)
         if spec.foreach is not None:
@@ -157,8 +157,7 @@ def _check_groups(jobs: Mapping[str, JobSpec], parents: dict[str, list[str]],
                 if out:
                     issues.append((node, "group", f"'{out[0]}' depends on '{m}' of group "
                                    f"'{group}' but is not in it; make it depend on '{head}'"))
-    seen: set[Issue] = set()
-    return [i for i in issues if not (i in seen or seen.add(i))]
+    return list(dict.fromkeys(issues))  # without repeats, in order
 
 
 def scope(spec: JobSpec, variables: Mapping[str, Any], jobs: dict[str, dict[str, Any]],

@@ -27,13 +27,20 @@ def token_path(home: Path) -> Path:
     return home / TOKEN_FILE
 
 
+# Windows has no O_NOFOLLOW (os.open does not follow symlinks' targets the same way there,
+# and _check refuses a link before it is read), no fchmod before 3.13 and no uids: 0 and
+# guards keep the same code working, with the POSIX checks where they mean something.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600: into a new private file, then renamed
     over ``path``, so that neither a reader nor a crash ever sees a partial or open file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # whatever the umask
         os.write(fd, text.encode())
         os.fsync(fd)
     except BaseException:
@@ -49,6 +56,8 @@ def _check(path: Path) -> str | None:
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
         return "is not a regular file"
+    if not hasattr(os, "geteuid"):  # Windows: no uids, and mode bits are not access rights
+        return None
     if st.st_uid != os.geteuid():
         return f"belongs to another account (uid {st.st_uid})"
     if st.st_mode & 0o077:
@@ -57,7 +66,7 @@ def _check(path: Path) -> str | None:
 
 
 def _read(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     with os.fdopen(fd) as f:
         return f.read().strip()
 

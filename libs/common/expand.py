@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,7 @@ def sources(foreach: Any, variables: dict[str, Any]) -> list[Source]:
                       f"[10, 30]}}, or one list; got {type(foreach).__name__} {foreach!r}")
 
 
-def count(lists: list[tuple[str, Iterable[Any]]], mode: str) -> int:
+def count(lists: Sequence[tuple[str, Iterable[Any]]], mode: str) -> int:
     sizes = [len(list(v)) for _, v in lists]
     if mode == "zip":
         if len(set(sizes)) > 1:
@@ -123,7 +123,8 @@ def count(lists: list[tuple[str, Iterable[Any]]], mode: str) -> int:
     return math.prod(sizes)
 
 
-def combinations(lists: list[tuple[str, Iterable[Any]]], mode: str) -> list[dict[str, Any]]:
+def combinations(lists: Sequence[tuple[str, Iterable[Any]]], mode: str
+                 ) -> list[dict[str, Any]]:
     """Every combination (product) or the lists paired up (zip), as {key: value}."""
     count(lists, mode)  # checks zip lengths
     keys = [k for k, _ in lists]

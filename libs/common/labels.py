@@ -155,6 +155,8 @@ def _timed(head: str, fmt: str, times: Mapping[str, float | None], now: float) -
         if t is None:
             return NA
         return datetime.fromtimestamp(t).strftime(fmt or TIME_FMT)
+    start: float | None
+    end: float | None
     if head == "dt0":
         start, end = times.get("t0"), now
     elif head == "dt1":

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import options
 from .placeholders import parent_refs, substitute_vars
 from .safety import LINE_FIELDS, UnsafeValue, check_line
 from .spec import SCRIPT_SUFFIXES, JobSpec
@@ -28,9 +29,25 @@ def bad_path(text: str) -> str | None:
     return None
 
 
+def single_chains(entries: list[Any], sizes: list[int]) -> str | None:
+    """The warning for a ``dependencies:`` list whose every entry names one node, such as
+    ``[a,b,c]`` (YAML reads it as three one-node chains; cloudmesh-cc does too, so the
+    meaning stays), or None. ``sizes``: how many nodes each entry expanded to."""
+    if len(entries) < 2 or any(n != 1 for n in sizes):
+        return None
+    chain = ",".join(str(e) for e in entries)
+    if len(chain) > 120:
+        chain = chain[:117] + "..."
+    return (f"every entry is a single node, so there are no edges; did you mean '{chain}'? "
+            f"(a list item '- {chain}' is one chain: each runs after the one before)")
+
+
 class NodeChecks:
     base: Path
     confine: bool
+    file: str
+    lines: Any
+    warnings: list[Any]
 
     def err(self, message: str, *path: str, node: str | None = None,
             field: str | None = None) -> None:
@@ -121,6 +138,26 @@ class NodeChecks:
                 check_line(substitute_vars(value, variables), f"'{key}' with its variables")
             except UnsafeValue as exc:
                 self.err(str(exc), *self._where(node, key), node=node, field=key)
+
+    def _options(self, name: str, kind: str, own: dict[str, Any], merged: dict[str, Any],
+                 path: tuple[str, ...]) -> bool:
+        """The node's own attributes against its kind's options (options.py): a typo of a
+        known one is an error, another kind's option or an unused name a warning, a bad
+        value of a batch option (``time``, ``mem``, ``array``, ...) an error. False after an
+        error."""
+        from .loader import SpecIssue  # the loader imports this module
+
+        used = f"{merged.get('label') or ''} {merged.get('label_format') or ''}"
+        errors, warnings = options.check(kind, [str(k) for k in own], _FIELDS, used)
+        for attr, message in errors:
+            self.err(message, *path, attr, node=name, field=attr)
+        for attr, message in warnings:
+            self.warnings.append(SpecIssue(self.file, self.lines.get(*path, attr), message,
+                                           node=name, field=attr))
+        bad = options.check_values(kind, merged)  # values too (a default's: this node)
+        for attr, message in bad:
+            self.err(message, *path, attr, node=name, field=attr)
+        return not errors and not bad
 
     def _venv(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
         venv = attrs.get("venv")

@@ -1,5 +1,9 @@
 """Load a cloudmesh-cc workflow YAML into a checked ``Workflow``.
 
+This module reads the file and its top level (name, variables, defaults, colors, foreach
+expansion); ``loadnodes`` reads ``nodes:``, ``loadedges`` reads ``dependencies:``,
+``loadchecks`` checks a node's files and values, and ``loadissues`` holds ``SpecIssue``.
+
 Every problem becomes a ``SpecIssue`` that names the file, the line, the node and the
 field, and says how to fix it. ``load_workflow`` collects them all before it raises.
 """
@@ -7,52 +11,27 @@ field, and says how to fix it. ``load_workflow`` collects them all before it rai
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from . import control
-from .expand import HARD_MAX_JOBS, MAX_JOBS, expand_static
-from .loadchecks import NodeChecks, bad_path
-from .names import InvalidName, check_job, check_workflow
+from .expand import expand_static
+from .loadedges import EdgeBuilder
+from .loadissues import SpecError, SpecIssue
+from .names import InvalidName, check_workflow
 from .placeholders import substitute_vars
-from .ranges import expand, expand_one
-from .spec import DEFAULT_COLORS, KINDS, SCRIPT_SUFFIXES, JobSpec, Workflow, check_spec
+from .spec import DEFAULT_COLORS, JobSpec, Workflow
 from .yamlread import Lines, YamlProblem, read_yaml, value_problem
+
+__all__ = ["UNEXPECTED", "Loaded", "SpecError", "SpecIssue", "load_workflow",
+           "parse_workflow"]
 
 UNEXPECTED = "jobmesh could not check this workflow "
 TOP_KEYS = {"workflow", "colors", "name", "defaults", "variables", "description",
             "slurm_dependencies"}
 WORKFLOW_KEYS = {"nodes", "dependencies", "name", "layout"}  # layout: cloudmesh-cc's, ignored
 
-
-@dataclass
-class SpecIssue:
-    file: str
-    line: int | None
-    message: str
-    node: str | None = None
-    field: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        what = ""
-        if self.node:
-            what += f"node '{self.node}'"
-        if self.field:
-            what += f"{' ' if what else ''}field '{self.field}'"
-        return f"{where}: {what + ': ' if what else ''}{self.message}"
-
-
-class SpecError(Exception):
-    """The workflow has problems; ``issues`` lists each one."""
-
-    def __init__(self, issues: list[SpecIssue]):
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
 
 
 @dataclass
@@ -109,7 +88,7 @@ def parse_workflow(
             "report it"))]) from None
 
 
-class _Builder(NodeChecks):
+class _Builder(EdgeBuilder):
     def __init__(self, data: Any, lines: Lines, file: str, base: Path, name: str | None,
                  stem: str | None):
         self.data, self.lines, self.file, self.base = data, lines, file, base
@@ -183,11 +162,12 @@ class _Builder(NodeChecks):
             self._check_filled(job, variables)
         colors = dict(DEFAULT_COLORS)
         colors.update(self._colors(data.get("colors")))
+        # Cycles among the nodes that loaded, also when others have errors: every
+        # problem at once.
+        self._check_cycles(jobs, [e for e in edges if e[0] in jobs and e[1] in jobs],
+                           edge_lines)
         if self.issues:
             raise SpecError(self._unique())
-        self._check_cycles(jobs, edges, edge_lines)
-        if self.issues:
-            raise SpecError(self.issues)
         for job in final_jobs.values():
             if job.label and "{" in job.label and variables:
                 job.label = substitute_vars(job.label, {k: v for k, v in variables.items()
@@ -216,8 +196,7 @@ class _Builder(NodeChecks):
         return (static.jobs, static.edges) if ok else (jobs, edges)
 
     def _unique(self) -> list[SpecIssue]:
-        seen: set[str] = set()
-        return [i for i in self.issues if not (str(i) in seen or seen.add(str(i)))]
+        return list({str(i): i for i in self.issues}.values())  # first place, same text
 
     def _where(self, node: str, fld: str) -> tuple[str, ...]:
         return ("workflow", "nodes", self.keys.get(node, node), fld.split(".")[0])
@@ -257,229 +236,3 @@ class _Builder(NodeChecks):
             hint = "" if self.name or data.get("name") else "; set 'name:' or use --name"
             self.err(f"{exc}{hint}", *where, field="name")
             return "invalid"
-
-    def _raw_nodes(self, nodes: Any) -> dict[str, tuple[str, dict[str, Any]]]:
-        """name -> (key as written, attributes). Range keys expand to several nodes."""
-        out: dict[str, tuple[str, dict[str, Any]]] = {}
-        if nodes is None:
-            return out
-        if not isinstance(nodes, dict):
-            self.err("'nodes:' must be a mapping of node name to attributes", "workflow", "nodes")
-            return out
-        for key, attrs in nodes.items():
-            key = str(key)
-            if attrs is None:
-                attrs = {}
-            if not isinstance(attrs, dict):
-                self.err("a node's value must be a mapping of attributes", "workflow", "nodes",
-                         key, node=key)
-                continue
-            try:
-                names = expand_one(key, self._name_budget(len(out)))
-            except ValueError as exc:
-                self.err(str(exc), "workflow", "nodes", key, node=key)
-                continue
-            given = attrs.get("name")
-            if given is not None and str(given) != key and len(names) == 1:
-                self.err(f"name: '{given}' differs from the node's key; the key is the node's "
-                         "name, so remove 'name:' or make them equal",
-                         "workflow", "nodes", key, "name", node=key, field="name")
-            for n in names:
-                try:
-                    check_job(n)
-                except InvalidName as exc:
-                    self.err(str(exc), "workflow", "nodes", key, node=n, field="name")
-                    continue
-                if n in out:
-                    self.err(f"duplicate node name '{n}'", "workflow", "nodes", key, node=n)
-                    continue
-                out[n] = (key, attrs)
-                self.keys[n] = key
-        return out
-
-    def _name_budget(self, used: int) -> int:
-        """How many more node names ranges may make (counted before expanding)."""
-        return (HARD_MAX_JOBS if self.allow_large else MAX_JOBS) - used
-
-    def _edges(self, deps: Any, raw: dict[str, tuple[str, dict[str, Any]]]
-               ) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int | None]]:
-        edges: list[tuple[str, str]] = []
-        lines: dict[tuple[str, str], int | None] = {}
-        if deps is None:
-            return edges, lines
-        if isinstance(deps, str):
-            deps = [deps]
-        keys: list[str] = []
-        if isinstance(deps, dict):  # cloudmesh-cc's saved form: name -> {source, destination}
-            deps, keys = self._edge_map(deps)
-        if not isinstance(deps, list):
-            self.err("'dependencies:' must be a list of chains such as 'a,b,c'",
-                     "workflow", "dependencies")
-            return edges, lines
-        for i, chain in enumerate(deps):
-            line = self.lines.get("workflow", "dependencies", keys[i] if keys else str(i))
-            if isinstance(chain, list):
-                chain = ",".join(str(x) for x in chain)
-            if not isinstance(chain, str):
-                self.issues.append(SpecIssue(self.file, line, f"dependency {chain!r} must be a "
-                                             "comma-separated chain such as 'a,b,c'",
-                                             field="dependencies"))
-                continue
-            try:
-                names = expand(chain, self._name_budget(0))
-            except ValueError as exc:
-                self.issues.append(SpecIssue(self.file, line, str(exc), field="dependencies"))
-                continue
-            for n in names:
-                if n not in raw:
-                    try:
-                        check_job(n)
-                    except InvalidName as exc:
-                        self.issues.append(SpecIssue(self.file, line, str(exc), node=n,
-                                                     field="dependencies"))
-                        continue
-                    raw[n] = (n, {})
-                    self.warnings.append(SpecIssue(
-                        self.file, line, "appears only in dependencies; it is created "
-                        "with default attributes", node=n))
-            for a, b in zip(names, names[1:]):
-                if (a, b) not in lines:
-                    edges.append((a, b))
-                    lines[(a, b)] = line
-        return edges, lines
-
-    def _edge_map(self, deps: dict[Any, Any]) -> tuple[list[Any], list[str]]:
-        """cloudmesh-cc saves edges as ``a-b: {source: a, destination: b, name: a-b}`` (and
-        none as ``{}``): each becomes the chain 'a,b'."""
-        chains: list[Any] = []
-        keys: list[str] = []
-        for key, edge in deps.items():
-            src = edge.get("source") if isinstance(edge, dict) else None
-            dst = edge.get("destination") if isinstance(edge, dict) else None
-            if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
-                self.err(f"dependency '{key}' needs 'source:' and 'destination:' node names "
-                         "(cloudmesh-cc's saved form), or write chains: "
-                         "dependencies: ['a,b']", "workflow", "dependencies", str(key),
-                         field="dependencies")
-                continue
-            chains.append([src, dst])
-            keys.append(str(key))
-        return chains, keys
-
-    def _jobs(self, raw: dict[str, tuple[str, dict[str, Any]]], defaults: dict[str, Any]
-              ) -> dict[str, JobSpec]:
-        jobs: dict[str, JobSpec] = {}
-        for name, (key, attrs) in raw.items():
-            merged = {**defaults, **attrs, "name": name}
-            path = ("workflow", "nodes", key)
-            kind = merged.get("kind", "local")
-            if kind not in KINDS:
-                self.err(f"unknown kind '{kind}'; use one of {', '.join(KINDS)}",
-                         *path, "kind", node=name, field="kind")
-                continue
-            self._saved_script(name, merged)
-            if merged.get("exec") is not None and merged.get("script") is not None:
-                self.err("give either 'exec:' or 'script:', not both", *path, "exec",
-                         node=name, field="exec")
-                continue
-            self._exec_file(name, merged, path)
-            chain = merged.get("slurm_dependencies")
-            if chain is not None and not isinstance(chain, bool):
-                self.err(f"'slurm_dependencies' must be true or false, not {chain!r}", *path,
-                         "slurm_dependencies", node=name, field="slurm_dependencies")
-                continue
-            cache = merged.get("cache")
-            if cache is not None and not isinstance(cache, bool):
-                self.err(f"'cache' must be true or false, not {cache!r} (false: always run "
-                         "this job)", *path, "cache", node=name, field="cache")
-                continue
-            script = self._script(name, merged, path)
-            if script is False:
-                continue
-            merged["script"] = script
-            self._venv(name, merged, path)
-            if merged.get("exec") is not None:
-                merged["exec"] = str(merged["exec"])
-            try:
-                job = JobSpec.model_validate(merged)
-            except ValidationError as exc:
-                for e in exc.errors():
-                    fld = ".".join(str(x) for x in e["loc"]) or None
-                    msg = e["msg"].removeprefix("Value error, ")
-                    top = str(e["loc"][0]) if e["loc"] else ""
-                    self.err(msg, *path, top, node=name, field=fld)
-                continue
-            problems = check_spec(job)  # pool, line breaks in directives, env names, port
-            for fld, msg in problems:
-                self.err(msg, *path, fld, node=name, field=fld)
-            if not problems:
-                jobs[name] = job
-        return jobs
-
-    def _saved_script(self, name: str, attrs: dict[str, Any]) -> None:
-        """A file cloudmesh-cc saved (its nodes carry ``instance:``) names ``<name>.sh`` as
-        every node's script, its default, even for a node that runs exec: or nothing:
-        that default is no script unless the file is there and there is no exec:."""
-        if "instance" not in attrs or attrs.get("script") != f"{name}.sh":
-            return
-        if attrs.get("exec") is not None or not (self.base / f"{name}.sh").is_file():
-            del attrs["script"]
-
-    def _exec_file(self, name: str, attrs: dict[str, Any], path: tuple[str, ...]) -> None:
-        """cloudmesh-cc's ``exec: b.py``: a .sh, .py or .ipynb file in the workflow's folder
-        runs as that script, by its type; words after it become its args."""
-        cmd = attrs.get("exec")
-        try:
-            words = shlex.split(cmd) if isinstance(cmd, str) else []
-        except ValueError:
-            return
-        if not words or not words[0].endswith(SCRIPT_SUFFIXES) or words[0].startswith(
-                ("/", "~")) or ".." in words[0].split("/"):
-            return
-        if bad_path(words[0]) is not None or not (self.base / words[0]).is_file():
-            if len(words) == 1 and "{" not in words[0]:
-                self.warnings.append(SpecIssue(
-                    self.file, self.lines.get(*path, "exec"), f"'{words[0]}' is not in the "
-                    "workflow's folder, so it runs as a command; put the file next to the "
-                    "workflow to run it as a script", node=name, field="exec"))
-            return
-        if len(words) > 1 and attrs.get("args"):
-            return
-        attrs["script"] = words[0]
-        del attrs["exec"]
-        if len(words) > 1:
-            attrs["args"] = words[1:]
-
-    def _check_cycles(self, jobs: dict[str, JobSpec], edges: list[tuple[str, str]],
-                      lines: dict[tuple[str, str], int | None]) -> None:
-        children: dict[str, list[str]] = {n: [] for n in jobs}
-        for a, b in edges:
-            children[a].append(b)
-        WHITE, GREY, BLACK = 0, 1, 2
-        color = dict.fromkeys(jobs, WHITE)
-        for root in jobs:
-            if color[root] != WHITE:
-                continue
-            stack: list[tuple[str, int]] = [(root, 0)]
-            trail: list[str] = [root]
-            color[root] = GREY
-            while stack:
-                node, i = stack[-1]
-                if i < len(children[node]):
-                    stack[-1] = (node, i + 1)
-                    child = children[node][i]
-                    if color[child] == GREY:
-                        cycle = trail[trail.index(child):] + [child]
-                        self.issues.append(SpecIssue(
-                            self.file, lines.get((node, child)),
-                            "dependency cycle: " + " -> ".join(cycle) +
-                            "; remove one of these edges", field="dependencies"))
-                        return
-                    if color[child] == WHITE:
-                        color[child] = GREY
-                        stack.append((child, 0))
-                        trail.append(child)
-                else:
-                    color[node] = BLACK
-                    stack.pop()
-                    trail.pop()

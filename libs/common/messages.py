@@ -17,6 +17,7 @@ from pydantic import (
     field_serializer,
 )
 
+from .attempt import AttemptKey
 from .spec import JobSpec, Workflow
 from .states import JobState, WorkflowState
 
@@ -213,7 +214,7 @@ class JobReady(Wire):
 
     @property
     def msg_id(self) -> str:
-        return f"{self.workflow}.{self.run}.{self.job}.{self.attempt}"
+        return AttemptKey.of(self).msg_id
 
 
 class CancelJob(Wire):
@@ -235,6 +236,9 @@ class ExecutorHeartbeat(Wire):
     host: str
     active: int = 0
     time: float
+    # Cumulative calls of this instance since it started, e.g. {"poll.<cluster>": 12,
+    # "submit.<cluster>": 3}; the gateway exports them (jobmesh_executor_calls_total).
+    counters: dict[str, int] = Field(default_factory=dict)
 
 
 # -- state: KV bucket "workflows", key <wf> -------------------------------------------------

@@ -12,6 +12,7 @@ WORKFLOW_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # '.' is allowed in job names but never as the first character and never as '..'.
 JOB_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 POOL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+RUN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class InvalidName(ValueError):
@@ -39,6 +40,13 @@ def check_pool(name: str) -> str:
     if not isinstance(name, str) or not POOL_RE.match(name):
         raise InvalidName(f"invalid pool name {name!r}: use letters, digits, '-' or '_'")
     return name
+
+
+def check_run(run: str) -> str:
+    if not isinstance(run, str) or not RUN_RE.match(run):
+        raise InvalidName(f"invalid run id {run!r}: use 1-64 letters, digits, '-' or '_' "
+                          "(e.g. 20261203T230512-3fa2)")
+    return run
 
 
 def token(name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
 
 from . import bus, subjects
+from .attempt import submission_id
 from .messages import (
     JobCancelRequested,
     WorkflowCancelRequested,
@@ -22,6 +23,7 @@ from .messages import (
     WorkflowSubmitted,
 )
 from .names import check_job, check_workflow
+from .packing import unpack
 from .spec import Workflow
 
 
@@ -39,7 +41,7 @@ async def submit(js: Any, workflow: Workflow, parallel: int, run: str | None = N
     msg = WorkflowSubmitted(workflow=workflow.name, run=run, spec=workflow,
                             parallel=max(1, parallel), time=time.time(), cache=cache)
     seq = await bus.publish(js, subjects.workflow(workflow.name), msg,
-                            msg_id=f"{workflow.name}.{run}")
+                            msg_id=submission_id(workflow.name, run))
     return run, seq
 
 
@@ -69,7 +71,8 @@ async def snapshot(js: Any, wf: str) -> WorkflowSnapshot | None:
         entry = await kv.get(check_workflow(wf))
     except (KeyNotFoundError, NotFoundError):
         return None
-    return WorkflowSnapshot.model_validate_json(entry.value) if entry.value else None
+    return (WorkflowSnapshot.model_validate_json(unpack(entry.value)) if entry.value
+            else None)
 
 
 async def snapshots(js: Any) -> list[WorkflowSnapshot]:
@@ -82,7 +85,7 @@ async def snapshots(js: Any) -> list[WorkflowSnapshot]:
         except (KeyNotFoundError, NotFoundError):
             continue  # deleted meanwhile
         if entry.value:
-            out.append(WorkflowSnapshot.model_validate_json(entry.value))
+            out.append(WorkflowSnapshot.model_validate_json(unpack(entry.value)))
     return sorted(out, key=lambda s: s.name)
 
 
@@ -92,16 +95,29 @@ async def spec(js: Any, wf: str) -> Workflow | None:
         entry = await kv.get(check_workflow(wf))
     except (KeyNotFoundError, NotFoundError):
         return None
-    return Workflow.model_validate_json(entry.value) if entry.value else None
+    return Workflow.model_validate_json(unpack(entry.value)) if entry.value else None
 
 
-async def graph(js: Any, wf: str) -> bytes | None:
+GRAPH_READ = 10.0  # seconds one read of a stored graph may take before it is tried again
+
+
+async def graph(js: Any, wf: str, tries: int = 3) -> bytes | None:
+    """The stored graph. A read that overlaps the monitor replacing the object can wait
+    for chunks that were purged meanwhile (it never ends by itself), so each read has a
+    deadline, and a new read finds the new object."""
     obj = await js.object_store(subjects.OBJ_GRAPHS)
-    try:
-        res = await obj.get(check_workflow(wf))
-    except (ObjectNotFoundError, NotFoundError, KeyNotFoundError):
-        return None
-    return bytes(res.data) if res.data else None
+    name = check_workflow(wf)
+    for attempt in range(tries):
+        try:
+            res = await asyncio.wait_for(obj.get(name), GRAPH_READ)
+        except (ObjectNotFoundError, NotFoundError, KeyNotFoundError):
+            return None
+        except asyncio.TimeoutError:
+            if attempt == tries - 1:
+                raise
+            continue
+        return bytes(res.data) if res.data else None
+    return None
 
 
 async def watch(js: Any, wf: str) -> AsyncIterator[WorkflowSnapshot]:
@@ -116,7 +132,9 @@ _SEQ = re.compile(rb'"seq":(\d+)')
 
 def peek(raw: bytes) -> tuple[str, str, int] | None:
     """(run, state, seq) of an encoded snapshot without decoding it all: a 5,000-job
-    snapshot takes tens of milliseconds to decode, and a watcher sees many."""
+    snapshot takes tens of milliseconds to decode, and a watcher sees many. A stored
+    (possibly compressed) value or an unpacked one."""
+    raw = unpack(raw)
     head = _HEAD.match(raw)
     # The top-level seq follows jobs and edges: the last "seq" key in the document.
     tail = _SEQ.match(raw, raw.rfind(b'"seq":'))
@@ -132,7 +150,7 @@ async def watch_raw(js: Any, wf: str) -> AsyncIterator[bytes]:
     try:
         async for entry in watcher:
             if entry is not None and entry.value:
-                yield bytes(entry.value)
+                yield unpack(bytes(entry.value))
     finally:
         await bus.stop_watch(js, watcher)
 

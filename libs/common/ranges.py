@@ -11,7 +11,8 @@ MAX_EXPANSION = 100_000
 
 def split_top(text: str, sep: str = ",") -> list[str]:
     """Split on sep, but not inside [...]."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth, cur = 0, []  # type: tuple[int, list[str]]
     for ch in text:
         if ch == "[":
             depth += 1

@@ -129,7 +129,10 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # Windows' loop has none:
+                pass  # Ctrl-C arrives as KeyboardInterrupt, handled below
         task = asyncio.ensure_future(main(stop))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -7,15 +7,17 @@ Node attributes that jobmesh does not know are kept (cloudmesh-cc labels may use
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .names import POOL_RE
 from .safety import LINE_FIELDS, check_line
 
-KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
+# The executor kinds, listed once: everything else (the loader, the CLI, the stack, the
+# executor service, per-kind options) takes them from here.
 Kind = Literal["local", "ssh", "wsl", "slurm", "lsf"]
+KINDS: tuple[str, ...] = get_args(Kind)
 SCRIPT_SUFFIXES = (".sh", ".py", ".ipynb")
 
 # cloudmesh-cc's status words and the colours it draws them in, plus ours.
@@ -273,4 +275,4 @@ def will_retry(spec: JobSpec, attempt: int, first: int = 1) -> bool:
 
 def retry_delay(spec: JobSpec, attempt: int) -> float:
     """Exponential backoff: retry_delay, then twice that, and so on (capped at 1 h)."""
-    return min(spec.retry_delay * (2 ** max(0, attempt - 1)), 3600.0)
+    return min(float(spec.retry_delay) * 2.0 ** max(0, attempt - 1), 3600.0)

@@ -6,7 +6,7 @@ Tokens from user input are checked names; job names are encoded with ``token`` b
 
 from __future__ import annotations
 
-from .names import check_job, check_pool, check_workflow, token
+from .names import check_job, check_pool, check_run, check_workflow, token
 
 PREFIX = "jobmesh"
 STREAM_EVENTS = "EVENTS"   # workflow commands and job events: one ordered log
@@ -16,7 +16,8 @@ JOBS_SUBJECTS = [f"{PREFIX}.jobs.>"]
 KV_WORKFLOWS = "workflows"   # <wf> -> WorkflowSnapshot
 KV_SPECS = "specs"           # <wf> -> the submitted Workflow spec
 KV_EXECUTIONS = "executions"  # <pool>.<wf>.<job> -> what an executor launched (re-attach)
-OBJ_GRAPHS = "graphs"        # <wf> -> SVG bytes
+OBJ_GRAPHS = "graphs"        # <wf> -> SVG bytes; <wf>.<run> -> a past run's final graph
+KV_RUNS = "runs"             # run history: <wf> -> index, <wf>.<run> -> record (monitor/history.py)
 
 
 def workflow(wf: str) -> str:
@@ -52,3 +53,9 @@ def pool_consumer(pool: str) -> str:
 
 def execution_key(pool: str, wf: str, job: str) -> str:
     return f"{check_pool(pool)}.{check_workflow(wf)}.{token(check_job(job))}"
+
+
+def run_record_key(wf: str, run: str) -> str:
+    """A past run's record in ``KV_RUNS`` (the index is under ``<wf>``), and its final
+    graph in ``OBJ_GRAPHS``: ``<wf>.<run>``."""
+    return f"{check_workflow(wf)}.{check_run(run)}"

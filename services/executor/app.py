@@ -2,43 +2,49 @@
 hands them to its executor, publishes what happens, and re-attaches after a restart.
 
 It acks a message only after the launch (or a permanent failure). The executions bucket
-remembers what this pool launched, so a restarted executor finds its running jobs even
-while the monitor is down.
+remembers what this pool launched and which instance watches it, so a restarted executor
+finds its running jobs even while the monitor is down, and a surviving replica adopts the
+jobs of a dead one (adopt.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from jobmesh.common import bus, subjects
+from jobmesh.common.attempt import AttemptKey
 from jobmesh.common.messages import (
     CancelJob,
     ExecutorHeartbeat,
     JobCanceled,
     JobFailed,
     JobReady,
-    Wire,
 )
 from jobmesh.common.names import check_pool
 from jobmesh.common.settings import Settings
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from jobmesh.common.spec import KINDS  # the one list of kinds (the Kind literal)
 
+from .adopt import Adoption, Registered, claimable_at_start, purge_markers
 from .base import Executor, InvalidJobError, SubmitError
 from .local import LocalExecutor
-from .remote import RemoteExecutor
-from .transport import LocalTransport, Transport
+
+if TYPE_CHECKING:
+    from .transport import Transport
 
 log = logging.getLogger("jobmesh.executor")
 HEARTBEAT = 5.0
 ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
 DELETE_EVERY = 0.2  # seconds: finished jobs' registry entries are removed in batches
-KINDS = ("local", "ssh", "wsl", "slurm", "lsf")
 
 
 def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Executor:
@@ -46,6 +52,11 @@ def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Exe
     if kind == "local":
         return LocalExecutor(emit, settings.runs, on_done=on_done, poll_min=settings.poll_min,
                              poll_max=settings.poll_max)
+    # Remote kinds are imported when such an executor starts (not by `jobmesh progress`
+    # or a local-only service).
+    from .remote import RemoteExecutor
+    from .transport import LocalTransport
+
     transports: dict[tuple[Any, ...], Transport] = {}
 
     def transport_for(spec: Any) -> Transport:
@@ -91,20 +102,23 @@ def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Exe
                           poll_max=settings.poll_max)
 
 
-class _Registered(Wire):
-    """What the executions bucket holds for one launched attempt."""
-    job: JobReady
-    native_id: str = ""
+_Registered = Registered  # what the executions bucket holds (adopt.py)
 
 
-def _key(wf: str, run: str, job: str, attempt: int) -> tuple[str, str, str, int]:
-    return (wf, run, job, attempt)
+def _registered(job_json: bytes, native_id: str, owner: str = "") -> bytes:
+    """A ``Registered`` entry, built around the JobReady as it came (no re-encoding)."""
+    tail = b"" if not native_id else b',"native_id":' + json.dumps(native_id).encode()
+    if owner:
+        tail += (b',"owner":' + json.dumps(owner).encode() + b',"host":'
+                 + json.dumps(socket.gethostname()).encode() + b',"pid":'
+                 + str(os.getpid()).encode())
+    return b'{"job":' + bytes(job_json) + tail + b"}"
 
 
 class ExecutorService:
     def __init__(self, settings: Settings, pool: str = "local", kind: str = "local",
                  instance: str | None = None, nc: Any | None = None, batch: int = 64,
-                 take_work: bool = True):
+                 take_work: bool = True, adopt_after: float | None = None):
         if kind not in KINDS:
             raise ValueError(f"executor kind {kind!r} is not available; use one of "
                              f"{', '.join(KINDS)}")
@@ -113,13 +127,15 @@ class ExecutorService:
                                    .replace(".", "-"))
         self._nc = nc
         self.batch = batch
-        self.jobs: dict[tuple[str, str, str, int], JobReady] = {}
-        self.started: dict[tuple[str, str, str, int], asyncio.Future[int]] = {}  # in flight
+        self.jobs: dict[AttemptKey, JobReady] = {}
+        self.started: dict[AttemptKey, asyncio.Future[int]] = {}  # in flight
         self.deletes: list[str] = []  # registry keys of finished jobs, removed in batches
-        self.tombstones: OrderedDict[tuple[str, str, str, int], str] = OrderedDict()
+        self.tombstones: OrderedDict[AttemptKey, str] = OrderedDict()
         self.executor: Executor | None = None
         self.take_work = take_work  # False: only re-attach and report (jobmesh status)
         self.ready = asyncio.Event()  # set once re-attached jobs were looked at
+        self.adopt_after = adopt_after  # None: adopt.ADOPT_BEATS heartbeats
+        self.purging: asyncio.Task[None] | None = None  # adopt.purge_markers, at start
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, f"jobmesh-executor-{self.pool}")
@@ -130,10 +146,10 @@ class ExecutorService:
                                      "open the executions registry")
 
         async def emit(event: Any) -> None:
-            key = _key(event.workflow, event.run, event.job, event.attempt)
+            key = AttemptKey.of(event)
             ident = None
             if event.type in ("succeeded", "failed", "canceled", "started"):
-                ident = f"{event.workflow}.{event.run}.{event.job}.{event.attempt}.{event.type}"
+                ident = key.event_id(event.type)
             publish = bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
             if event.type == "started":
                 # Not awaited here: its ack is awaited together with the registry write,
@@ -149,8 +165,9 @@ class ExecutorService:
         self.executor = make_executor(self.kind, emit, self.settings, self._forget)
         await self.executor.start()
         await self._reattach()
-        if isinstance(self.executor, (LocalExecutor, RemoteExecutor)):
-            await self.executor.sweep(timeout=10)
+        sweep = getattr(self.executor, "sweep", None)  # local and remote executors
+        if sweep is not None:
+            await sweep(timeout=10)
         self.ready.set()
         if not self.take_work:
             await stop.wait()
@@ -165,6 +182,9 @@ class ExecutorService:
                                   max_ack_pending=20000, deliver_policy=DeliverPolicy.ALL,
                                   max_deliver=-1)), "subscribe to the job queue")
         beat = asyncio.create_task(self._heartbeat(nc, stop))
+        adoption = Adoption(nc, js, self.kv, self.pool, self.instance, HEARTBEAT,
+                            self._adopt, self._release, self._watching, after=self.adopt_after)
+        adopting = asyncio.create_task(adoption.run(stop))
         try:
             slots = asyncio.Semaphore(self.batch)
             handling: set[asyncio.Task[None]] = set()
@@ -208,6 +228,9 @@ class ExecutorService:
                 await asyncio.wait(handling, timeout=10)
         finally:
             beat.cancel()
+            if self.purging is not None:
+                self.purging.cancel()
+            await asyncio.gather(adopting, return_exceptions=True)
             await cancel_sub.unsubscribe()
             await self.executor.close()
             await self._flush_deletes()
@@ -221,7 +244,7 @@ class ExecutorService:
             log.error("dropping an unreadable job message: %s", exc)
             await msg.term()
             return
-        key = _key(job.workflow, job.run, job.job, job.attempt)
+        key = AttemptKey.of(job)
         assert self.executor is not None
         if key in self.tombstones:
             await self.emit(JobCanceled(workflow=job.workflow, run=job.run, job=job.job,
@@ -245,18 +268,18 @@ class ExecutorService:
             return
         # The registry entry and the started event must be stored before the ack: after
         # a crash, the entry (or a redelivery) is how a new executor finds the job.
-        writes = [self.started[key]] if key in self.started else []
+        writes: list[Awaitable[Any]] = [self.started[key]] if key in self.started else []
         if key in self.jobs:  # not finished already (a no-op job ends inside submit)
             writes.append(bus.kv_put(self.kv, self._kv_key(job),
-                                     bus.encode(_Registered(job=job, native_id=native))))
+                                     _registered(msg.data, native, self.instance)))
         await asyncio.gather(*writes)
         await msg.ack()
 
     def _kv_key(self, job: JobReady) -> str:
-        return f"{subjects.execution_key(self.pool, job.workflow, job.job)}.{job.attempt}"
+        return AttemptKey.of(job).registry_key(self.pool)
 
     async def _forget(self, job: JobReady) -> None:
-        key = _key(job.workflow, job.run, job.job, job.attempt)
+        key = AttemptKey.of(job)
         self.jobs.pop(key, None)
         self.started.pop(key, None)
         self.deletes.append(self._kv_key(job))
@@ -277,37 +300,71 @@ class ExecutorService:
             log.debug("registry delete failed: %s", exc)
 
     async def _reattach(self) -> None:
-        """Adopt the jobs this pool launched that have not ended."""
+        """Attach to the jobs this pool launched that have not ended: all of them for
+        ``jobmesh status`` (take_work False), else this instance's own and the ones it may
+        claim at once (adopt.py); a live peer's stay with it."""
         assert self.executor is not None
         try:
             watcher = await bus.retrying(lambda: self.kv.watch(
-                f"{self.pool}.>", ignore_deletes=True, inactive_threshold=bus.EPHEMERAL_INACTIVE),
+                f"{self.pool}.>", inactive_threshold=bus.EPHEMERAL_INACTIVE),
                 "read the executions registry")
         except Exception as exc:
             log.warning("cannot read the executions registry: %s", exc)
             return
-        entries = []
+        entries, markers = [], 0
         async for entry in watcher:
             if entry is None:
                 break
             if entry.value:
-                entries.append(entry.value)
+                entries.append((entry.key, entry.revision, entry.value))
+            else:
+                markers += 1  # a finished job's delete marker
         await bus.stop_watch(self.js, watcher)
-        for value in entries:
+        if self.take_work:  # old markers slow every start and watch: drop them meanwhile
+            self.purging = asyncio.create_task(purge_markers(self.js, self.kv, markers))
+        host = socket.gethostname()
+        for key, revision, value in entries:
             try:
                 reg = _Registered.model_validate_json(value)
             except Exception:
                 continue
-            job = reg.job
-            self.jobs[_key(job.workflow, job.run, job.job, job.attempt)] = job
-            await self.executor.attach(job, reg.native_id)
+            if self.take_work and reg.owner != self.instance:
+                if not claimable_at_start(reg, self.instance, host):
+                    continue  # a peer's: adopted only once it is silent (adopt.py)
+                mine = reg.model_copy(update={"owner": self.instance, "host": host,
+                                              "pid": os.getpid()})
+                try:
+                    await self.kv.update(key, bus.encode(mine), last=revision)
+                except Exception as exc:  # another replica claimed it first
+                    log.debug("claim of %s lost: %r", key, exc)
+                    continue
+            await self._adopt(reg.job, reg.native_id)
+
+    async def _adopt(self, job: JobReady, native_id: str) -> None:
+        assert self.executor is not None
+        self.jobs[AttemptKey.of(job)] = job
+        await self.executor.attach(job, native_id)
+
+    def _watching(self, job: JobReady) -> bool:
+        return AttemptKey.of(job) in self.jobs
+
+    def _release(self, job: JobReady) -> None:
+        """Stop watching a job another instance adopted (we were taken for dead)."""
+        key = AttemptKey.of(job)
+        self.jobs.pop(key, None)
+        self.started.pop(key, None)
+        for name in ("tracked", "jobs"):  # local; remote and batch
+            watched = getattr(self.executor, name, None)
+            t = watched.pop(key, None) if isinstance(watched, dict) else None
+            if t is not None and hasattr(t, "done"):
+                t.done = True  # a pending finish of ours reports nothing
 
     async def _on_cancel(self, msg: Any) -> None:
         try:
             req = CancelJob.model_validate_json(msg.data)
         except Exception:
             return
-        key = _key(req.workflow, req.run, req.job, req.attempt)
+        key = AttemptKey.of(req)
         job = self.jobs.get(key)
         if job is not None and self.executor is not None:
             await self.executor.cancel(job, req.reason)
@@ -322,6 +379,8 @@ class ExecutorService:
             beat = ExecutorHeartbeat(pool=self.pool, instance=self.instance, kind=self.kind,
                                      host=socket.gethostname(),
                                      active=self.executor.active() if self.executor else 0,
+                                     # poll/status/submit calls per target, for /metrics
+                                     counters=dict(getattr(self.executor, "calls", {})),
                                      time=time.time())
             try:
                 await nc.publish(subject, bus.encode(beat))

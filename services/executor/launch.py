@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
+
+from jobmesh.common.messages import JobReady
 
 from .transport import Result
 
@@ -124,3 +127,28 @@ def parse(out: bytes, n: int) -> list[Result | None | Exception]:
         else:
             results.append(ConnectionError("the launch script stopped during this job"))
     return results
+
+
+# Batch scripts (batch.py, array.py): the deterministic job name and the user's directives.
+
+def job_name(job: JobReady, limit: int = 100) -> str:
+    """jm-<workflow>-<job>-<attempt>-<run hash>: deterministic, so a lookup by name finds
+    a job whose id was lost; shortened with a hash when too long for the batch system."""
+    tag = hashlib.sha1(job.run.encode()).hexdigest()[:6]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"jm-{job.workflow}-{job.job}-{job.attempt}-{tag}")
+    if len(name) > limit:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = name[: limit - 9] + "-" + digest
+    return name
+
+
+def user_directives(script: bytes, directive: str) -> list[str]:
+    """The user's own directive lines from the top of a script (they are respected)."""
+    out = []
+    for line in script.decode(errors="replace").splitlines()[1:]:
+        s = line.strip()
+        if s.startswith(directive):
+            out.append(s)
+        elif s and not s.startswith("#"):
+            break
+    return out

@@ -1,9 +1,11 @@
 """The local executor: jobs run detached on this machine, under the shared wrapper.
 
 While this executor lives, the wrappers are its children and their exits are noticed at
-once (a pidfd on the event loop). Jobs it attached to after a restart are not its
-children; their ``exit`` files and pids are polled instead. Logs are tailed from stored
-offsets, with an interval that backs off while nothing changes.
+once where the platform can (a pidfd on Linux, a kqueue on macOS: platforms.py), else by
+the poller. Jobs it attached to after a restart are not its children; their ``exit``
+files and pids are polled instead (``Platform.is_job``, psutil against pid reuse). Logs
+are tailed from stored offsets, with an interval that backs off while nothing changes.
+Run-directory files are read and staged in procfiles.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,30 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobmesh.common.messages import (
-    JobCanceled,
-    JobFailed,
-    JobProgressed,
-    JobReady,
-    JobStarted,
-    JobSucceeded,
-)
+from jobmesh.common.attempt import AttemptKey
+from jobmesh.common.messages import JobProgressed, JobReady, JobStarted
 from jobmesh.common.progress import LogScan, scan
 
 from . import rundir
 from .base import Emit, Executor, InvalidJobError, SubmitError
+from .outcome import ids
+from .platforms import BOOT, Platform, select_platform
+from .procfiles import abandoned, helper_lib, read_int, read_text, stage_files, terminal_event
 from .sidelog import SideLogs
+
+__all__ = ["BOOT", "KILL_GRACE", "MAX_STEPS", "LocalExecutor", "stage_files"]
 
 KILL_GRACE = 5.0      # seconds between SIGTERM and SIGKILL on cancel
 MAX_READ = 1 << 20    # log bytes read per job per tick
 TOOLS = os.path.dirname(sys.executable)  # where the jobmesh command is, for jobs' PATH
 MAX_STEPS = 20        # progress lines published one by one per tick; beyond, the last
-# The wrapper's shell first writes the run directory's job.json and wrapper.sh from its
-# environment, then runs the wrapper in the same process ("." keeps its pid).
 log = logging.getLogger("jobmesh.executor.local")
-BOOT = ('printf %s "$JOBMESH_STAGE_JOB" > job.json && '
-        'printf %s "$JOBMESH_STAGE_WRAPPER" > wrapper.sh && '
-        'unset JOBMESH_STAGE_JOB JOBMESH_STAGE_WRAPPER && . "$0"')
 INLINE_MAX = 100_000  # bytes; bigger files are written here (one environment string < 128 KiB)
 
 
@@ -65,31 +60,32 @@ class Tracked:
     interval: float = 0.05
     deadline: float | None = None
     term_sent: float | None = None
+    watched: bool = False  # the platform tells us of its exit (else: the poller looks)
     done: bool = False
-
-
-def _key(job: JobReady) -> tuple[str, str, str, int]:
-    return (job.workflow, job.run, job.job, job.attempt)
 
 
 class LocalExecutor(Executor):
     kind = "local"
 
     def __init__(self, emit: Emit, workdir: Path, on_done: Callable[[JobReady], Any] | None = None,
-                 poll_min: float = 0.05, poll_max: float = 2.0):
+                 poll_min: float = 0.05, poll_max: float = 2.0,
+                 platform: Platform | None = None):
+        """``platform`` starts, watches and stops wrappers (default: this system's, or
+        the one JOBMESH_PLATFORM names)."""
         self.emit = emit
+        self.platform = platform or select_platform()
         self.workdir = Path(workdir)
         self.on_done = on_done
         self.poll_min, self.poll_max = poll_min, poll_max
         self.host = socket.gethostname()
-        self.tracked: dict[tuple[str, str, str, int], Tracked] = {}
+        self.tracked: dict[AttemptKey, Tracked] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._until = 0.0  # when the poller wakes next by itself
         self.swept = asyncio.Event()  # set after each pass over the watched jobs
 
     async def start(self) -> None:
-        self.pylib = _helper_lib(self.workdir)
+        self.pylib = helper_lib(self.workdir)
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick_loop())
 
@@ -100,15 +96,15 @@ class LocalExecutor(Executor):
 
     async def submit(self, job: JobReady) -> str:
         rdir = Path(rundir.run_dir(str(self.workdir), job))
-        if _key(job) in self.tracked:
-            return str(self.tracked[_key(job)].pid or "")
+        if AttemptKey.of(job) in self.tracked:
+            return str(self.tracked[AttemptKey.of(job)].pid or "")
         try:
             rdir.parent.mkdir(parents=True, exist_ok=True)
             try:
                 rdir.mkdir()
             except FileExistsError:
-                if not _abandoned(rdir):
-                    pid = _read_int(rdir / "pid")
+                if not abandoned(rdir):
+                    pid = read_int(rdir / "pid")
                     await self.attach(job, str(pid or ""))
                     return str(pid or "")
                 # An executor died after creating the directory but before starting the
@@ -121,7 +117,8 @@ class LocalExecutor(Executor):
             files = {name: text.encode() for name, text in self._stage(job, rdir).items()}
             # The wrapper's shell writes job.json and wrapper.sh itself (see BOOT): creating
             # files costs more than the fork, and so it stays off the event loop.
-            inline = job.spec.job_type != "noop" and max(map(len, files.values())) <= INLINE_MAX
+            inline = (self.platform.inline and job.spec.job_type != "noop"
+                      and max(map(len, files.values())) <= INLINE_MAX)
             if not inline:
                 for name, data in files.items():
                     (rdir / name).write_bytes(data)
@@ -132,33 +129,31 @@ class LocalExecutor(Executor):
         t = Tracked(job, rdir, interval=self.poll_min)
         if job.spec.timeout:
             t.deadline = time.time() + job.spec.timeout
-        self.tracked[_key(job)] = t
+        self.tracked[AttemptKey.of(job)] = t
         if job.spec.job_type == "noop":
             (rdir / "job.log").touch()
             (rdir / "exit").write_text("0\n")
-            await self.emit(JobStarted(**_ids(job), native_id="-", host=self.host,
+            await self.emit(JobStarted(**ids(job), native_id="-", host=self.host,
                                        run_dir=str(rdir), time=time.time()))
             await self._finish(t)
             return "-"
         env = {**os.environb, b"JOBMESH_STAGE_JOB": files["job.json"],
                b"JOBMESH_STAGE_WRAPPER": files["wrapper.sh"]} if inline else None
         try:
-            # $0 names the wrapper file, so the command line holds the run directory
-            # (_alive checks it) and ps shows which job this is.
+            argv = self.platform.argv(str(rdir / "wrapper.sh"), inline)
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", BOOT if inline else '. "$0"', str(rdir / "wrapper.sh")],
-                cwd=rdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-        except OSError as exc:
-            del self.tracked[_key(job)]
+                argv, cwd=rdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, close_fds=True, **self.platform.popen_options())
+        except OSError as exc:  # (FileNotFoundError: no Git Bash, on Windows)
+            del self.tracked[AttemptKey.of(job)]
             shutil.rmtree(rdir, ignore_errors=True)
-            raise SubmitError(f"cannot start /bin/sh: {exc}") from exc
+            raise SubmitError(f"cannot start the job's shell: {exc}") from exc
         t.proc, t.pid = proc, proc.pid  # (the wrapper writes its pid file first thing)
         self._watch_child(t)
-        await self.emit(JobStarted(**_ids(job), native_id=str(proc.pid), host=self.host,
+        await self.emit(JobStarted(**ids(job), native_id=str(proc.pid), host=self.host,
                                    run_dir=str(rdir), time=time.time()))
-        # Its log is first read after poll_min: the pidfd reports an exit at once, so a
-        # job that ends sooner is never polled. Wake the poller only if it sleeps longer.
+        # Its log is first read after poll_min: the platform reports an exit at once, so
+        # a job that ends sooner is never polled. Wake the poller only if it sleeps longer.
         t.next_check = time.time() + self.poll_min
         if t.next_check < self._until:
             self._wake.set()
@@ -172,50 +167,48 @@ class LocalExecutor(Executor):
             if not src.is_file():
                 raise InvalidJobError(f"script {src} does not exist")
             shutil.copyfile(src, rdir / name)
-        if job.spec.venv and not Path(job.spec.venv, "bin", "python").exists():
-            raise InvalidJobError(f"venv {job.spec.venv} has no bin/python")
+        if job.spec.venv:
+            venv_python = self.platform.venv_python(job.spec.venv)
+            if not venv_python.exists():
+                raise InvalidJobError(f"venv {job.spec.venv} has no "
+                                      f"{venv_python.relative_to(job.spec.venv).as_posix()}")
         for rel in stage_files(Path(job.base_dir), job.spec.inputs, "input"):
             (rdir / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(Path(job.base_dir) / rel, rdir / rel)
-        python = sys.executable if job.spec.job_type == "ipynb" else "python3"
+        python = sys.executable if job.spec.job_type == "ipynb" else self.platform.python
         return {"job.json": job.model_dump_json(indent=1),
                 "wrapper.sh": rundir.wrapper(job, str(rdir), python=python, tools=TOOLS,
-                                             pylib=self.pylib)}
+                                             pylib=self.pylib, dialect=self.platform.dialect)}
 
     async def attach(self, job: JobReady, native_id: str) -> None:
-        if _key(job) in self.tracked:
+        if AttemptKey.of(job) in self.tracked:
             return
         rdir = Path(rundir.run_dir(str(self.workdir), job))
-        t = Tracked(job, rdir, pid=_read_int(rdir / "pid"), interval=self.poll_min)
+        t = Tracked(job, rdir, pid=read_int(rdir / "pid"), interval=self.poll_min)
         if job.spec.timeout and (rdir / "job.json").exists():
             t.deadline = (rdir / "job.json").stat().st_mtime + job.spec.timeout
-        self.tracked[_key(job)] = t
-        await self.emit(JobStarted(**_ids(job), native_id=str(t.pid or native_id or ""),
+        self.tracked[AttemptKey.of(job)] = t
+        await self.emit(JobStarted(**ids(job), native_id=str(t.pid or native_id or ""),
                                    host=self.host, run_dir=str(rdir), time=time.time()))
         self._wake.set()
 
     def _watch_child(self, t: Tracked) -> None:
-        """Notice the wrapper's exit at once through a pidfd, without a thread per child."""
-        loop = asyncio.get_running_loop()
-        try:
-            fd = os.pidfd_open(t.pid)  # type: ignore[arg-type]
-        except (AttributeError, OSError):
-            return  # the poller will notice
+        """Notice the wrapper's exit at once where the platform can (no thread per child);
+        otherwise the poller asks ``_ended``."""
 
-        def ready() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
+        def exited() -> None:
             if t.proc is not None:
                 t.proc.poll()
             if not t.done:
                 asyncio.ensure_future(self._finish(t))
 
-        loop.add_reader(fd, ready)
+        assert t.pid is not None
+        t.watched = self.platform.watch(t.pid, exited)
 
     # -- cancel ------------------------------------------------------------------------
 
     async def cancel(self, job: JobReady, reason: str) -> None:
-        t = self.tracked.get(_key(job))
+        t = self.tracked.get(AttemptKey.of(job))
         if t is None or t.done:
             return
         self._signal(t, reason)
@@ -227,15 +220,16 @@ class LocalExecutor(Executor):
             except OSError:
                 pass
         t.term_sent = t.term_sent or time.time()
-        sig = signal.SIGTERM if time.time() - t.term_sent < KILL_GRACE else signal.SIGKILL
-        if t.pid and _alive(t.pid, t.dir):
-            try:
-                os.killpg(t.pid, sig)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                os.kill(t.pid, sig)
+        if t.pid and self._running(t):
+            self.platform.stop(t.pid, hard=time.time() - t.term_sent >= KILL_GRACE)
         self._wake.set()
+
+    def _running(self, t: Tracked) -> bool:
+        """Is the job's wrapper still running? An own child is asked directly (its pid
+        cannot be reused before it is reaped); any other pid through the platform."""
+        if t.proc is not None:
+            return t.proc.poll() is None
+        return t.pid is not None and self.platform.is_job(t.pid, t.dir)
 
     # -- watching ----------------------------------------------------------------------
 
@@ -270,7 +264,7 @@ class LocalExecutor(Executor):
                     else:
                         t.interval = min(t.interval * 1.5, self.poll_max)
                     t.next_check = now + t.interval
-                    if t.proc is None and self._ended(t):
+                    if (not t.watched or not self.platform.sure) and self._ended(t):
                         await self._finish(t)
                         continue
                 soonest = min(soonest, t.next_check)
@@ -284,12 +278,17 @@ class LocalExecutor(Executor):
                 pass
 
     def _ended(self, t: Tracked) -> bool:
+        """Has a job the platform does not watch ended? An own child when it exited (so
+        its exit file is complete, and it is reaped); another when its exit file exists,
+        or its pid is no longer its wrapper."""
+        if t.proc is not None:
+            return t.proc.poll() is not None
         if (t.dir / "exit").exists():
             return True
-        pid = t.pid or _read_int(t.dir / "pid")
+        pid = t.pid or read_int(t.dir / "pid")
         t.pid = pid
         return pid is None and not (t.dir / "wrapper.sh").exists() or (
-            pid is not None and not _alive(pid, t.dir))
+            pid is not None and not self.platform.is_job(pid, t.dir))
 
     def _read_log(self, t: Tracked) -> bool:
         t.side = t.side or SideLogs.of(t.job)
@@ -321,7 +320,7 @@ class LocalExecutor(Executor):
             now = (progress, msg, outputs)
             if now != t.sent:
                 t.sent = now
-                await self.emit(JobProgressed(**_ids(t.job), progress=progress, msg=msg,
+                await self.emit(JobProgressed(**ids(t.job), progress=progress, msg=msg,
                                               outputs=s.outputs, time=time.time()))
 
     async def _finish(self, t: Tracked) -> None:
@@ -337,48 +336,16 @@ class LocalExecutor(Executor):
             t.side.flush(t.scan)
         if t.scan.updates:
             await self._report(t)
-        code = rundir.parse_exit(_read_text(t.dir / "exit"))
+        code = rundir.parse_exit(read_text(t.dir / "exit"))
         if code is None and (t.dir / "exit").exists():
             await asyncio.sleep(0.05)  # the wrapper is writing it right now
-            code = rundir.parse_exit(_read_text(t.dir / "exit"))
-        reason = _read_text(t.dir / "cancel").strip() if (t.dir / "cancel").exists() else None
-        outputs = dict(t.scan.outputs or {})
-        outputs.update(_read_outputs(t.dir / "outputs.json"))
-        ids = _ids(t.job)
-        s = t.scan
-        now = time.time()
-        event: Any
-        if reason == "timeout":
-            event = JobFailed(**ids, exit_code=code, reason="timeout", progress=s.progress,
-                              msg=s.msg, outputs=outputs or None, time=now)
-        elif reason is not None:
-            event = JobCanceled(**ids, exit_code=code, reason=reason or "canceled", time=now)
-        elif code is None:
+            code = rundir.parse_exit(read_text(t.dir / "exit"))
+        if code is None and not (t.dir / "cancel").exists():
             log.warning("%s/%s attempt %s: no exit file in %s (pid %s, own child %s, alive %s)",
                         t.job.workflow, t.job.job, t.job.attempt, t.dir, t.pid,
-                        t.proc is not None, bool(t.pid and _alive(t.pid, t.dir)))
-            event = JobFailed(**ids, reason="the job's process was killed before it could "
-                              "record an exit code", progress=s.progress, msg=s.msg, time=now)
-        elif code != 0:
-            told = _read_text(t.dir / "reason").strip()
-            event = JobFailed(**ids, exit_code=code, reason=told or rundir.describe_exit(code),
-                              progress=s.progress, msg=s.msg, outputs=outputs or None, time=now)
-        elif s.status == "failed":
-            event = JobFailed(**ids, exit_code=code, reason="the job reported status=failed",
-                              progress=s.progress, msg=s.msg, outputs=outputs or None, time=now)
-        else:
-            try:
-                for rel in stage_files(t.dir, t.job.spec.outputs, "output"):
-                    dest = Path(t.job.base_dir) / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(t.dir / rel, dest)
-                event = JobSucceeded(**ids, exit_code=0, progress=s.progress, msg=s.msg,
-                                     outputs=outputs or None, time=now)
-            except (InvalidJobError, OSError) as exc:
-                event = JobFailed(**ids, exit_code=0, reason=str(exc), progress=s.progress,
-                                  msg=s.msg, outputs=outputs or None, time=now)
-        await self.emit(event)
-        self.tracked.pop(_key(t.job), None)
+                        t.proc is not None, bool(t.pid and self.platform.is_job(t.pid, t.dir)))
+        await self.emit(terminal_event(t.job, t.dir, t.scan, code, time.time()))
+        self.tracked.pop(AttemptKey.of(t.job), None)
         if self.on_done is not None:
             await self.on_done(t.job)
 
@@ -390,90 +357,8 @@ class LocalExecutor(Executor):
             except (asyncio.CancelledError, Exception):
                 pass
             self._ticker = None
+        self.platform.close()
+        for t in self.tracked.values():
+            t.done = True  # an exit notice still under way reports nothing: jobs run on
         self.tracked.clear()
 
-
-def stage_files(root: Path, patterns: list[str], what: str) -> list[Path]:
-    """Files under root matching the patterns, as relative paths. A pattern that matches
-    nothing is an error (a declared input or output that is not there)."""
-    found: list[Path] = []
-    if not patterns:
-        return found
-    base = root.resolve()
-    for pattern in patterns:
-        matches = [p for p in sorted(root.glob(pattern)) if p.is_file()]
-        if not matches:
-            raise InvalidJobError(f"declared {what} '{pattern}' matches no file in {root}")
-        for p in matches:
-            real = p.resolve()
-            if base not in real.parents:
-                raise InvalidJobError(f"{what} '{p}' leaves {root}")
-            found.append(p.relative_to(root))
-    return found
-
-
-def _helper_lib(workdir: Path) -> str:
-    """A folder holding only jobmesh's job-side helpers (jobmesh.progress, .output), for
-    jobs' PYTHONPATH: any Python, even without jobmesh installed, can import them."""
-    import jobmesh
-
-    lib = workdir / ".lib"
-    target = lib / "jobmesh" / "__init__.py"
-    source = Path(jobmesh.__file__).read_text()
-    if not target.exists() or target.read_text() != source:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, target)
-    return str(lib)
-
-
-def _ids(job: JobReady) -> dict[str, Any]:
-    return dict(workflow=job.workflow, run=job.run, job=job.job, attempt=job.attempt)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return ""
-
-
-def _read_int(path: Path) -> int | None:
-    text = _read_text(path).strip()
-    return int(text) if text.isdigit() else None
-
-
-def _read_outputs(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-ABANDONED_AFTER = 10.0  # seconds: a run directory this old without pid or exit never ran
-
-
-def _abandoned(rdir: Path) -> bool:
-    """A run directory whose wrapper was never started: its launcher died between mkdir
-    and starting it. (A started wrapper writes ``pid`` within milliseconds, and the
-    JobReady comes back only after the consumer's ack wait, far longer.)"""
-    try:
-        age = time.time() - rdir.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return (age > ABANDONED_AFTER and not (rdir / "pid").exists()
-            and not (rdir / "exit").exists())
-
-
-def _alive(pid: int, rdir: Path) -> bool:
-    """Is pid still our wrapper? Guards against pid reuse by checking its command line."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
-                return False
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return str(rdir).encode() in f.read()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False

@@ -114,7 +114,7 @@ def kernel_python() -> tuple[str, str | None]:
 def _manager(python: str) -> Any:
     from jupyter_client.manager import AsyncKernelManager
 
-    class KernelOnJobPython(AsyncKernelManager):  # type: ignore[misc]
+    class KernelOnJobPython(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments: Any = None) -> list[str]:
             cmd = super().format_kernel_cmd(extra_arguments)
             return [python, *cmd[1:]]

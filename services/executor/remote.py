@@ -13,43 +13,33 @@ launched twice. Hosts that cannot be reached fail only their own jobs, with the 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
+import collections
 import logging
-import re
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jobmesh
+from jobmesh.common.attempt import AttemptKey
 from jobmesh.common.messages import (
-    JobCanceled,
-    JobFailed,
-    JobProgressed,
     JobReady,
     JobStarted,
-    JobSucceeded,
 )
-from jobmesh.common.progress import LogScan, scan
 from jobmesh.common.spec import JobSpec
 
-from . import launch, rundir
+from . import launch, outcome, rundir
 from .base import Emit, Executor, InvalidJobError, SubmitError
-from .local import KILL_GRACE, MAX_STEPS, stage_files
-from .probe import parse as _parse
-from .probe import probe_script
-from .sidelog import SideLogs
+from .local import KILL_GRACE, stage_files
+from .remotewatch import RemoteWatch, RJob  # noqa: F401  (RJob: batch.py)
 from .transport import HostRefused, HostUnreachable, Result, Transport
 
 log = logging.getLogger("jobmesh.executor.remote")
 NOTEBOOK_RUNNER = Path(__file__).with_name("notebook.py")  # standalone: nbclient, stdlib
 DEFAULT_WORKDIR = "~/.jobmesh/runs"
 CONNECT_TRIES = 3
-NEVER_STARTED = 60.0       # s: a claimed run directory without pid or exit has no job
-_SAFE_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]/-]+$")
 HELPER = """#!/bin/sh
 # jobmesh's job helpers for hosts without jobmesh: progress and output.
 case "$1" in
@@ -64,39 +54,17 @@ esac
 """
 
 
-@dataclass
-class RJob:
-    job: JobReady
-    transport: Transport
-    rdir: str
-    offset: int = 0
-    partial: bytes = b""
-    scan: LogScan = field(default_factory=LogScan)
-    sent: tuple[Any, ...] = (None, None, None)
-    deadline: float | None = None
-    term_sent: float | None = None
-    dead_polls: int = 0
-    done: bool = False
-    since: float = field(default_factory=time.time)
-    side: SideLogs | None = None  # <script>.log files, read by the same probe
+class RemoteExecutor(RemoteWatch, Executor):
+    """Jobs on hosts reached through a transport (ssh, wsl, a local shell): staged and
+    launched in batches, watched by one probe per host (``remotewatch.py``)."""
 
-    def __post_init__(self) -> None:
-        if self.side is None:
-            self.side = SideLogs.of(self.job)
-
-
-def _key(job: JobReady) -> tuple[str, str, str, int]:
-    return (job.workflow, job.run, job.job, job.attempt)
-
-
-class RemoteExecutor(Executor):
     def __init__(self, kind: str, emit: Emit, transport_for: Callable[[JobSpec], Transport],
                  on_done: Callable[[JobReady], Any] | None = None, poll_min: float = 0.2,
                  poll_max: float = 2.0):
         self.kind = kind  # type: ignore[misc]
         self.emit, self.transport_for, self.on_done = emit, transport_for, on_done
         self.poll_min, self.poll_max = poll_min, poll_max
-        self.jobs: dict[tuple[str, str, str, int], RJob] = {}
+        self.jobs: dict[AttemptKey, RJob] = {}
         self.pollers: dict[str, asyncio.Task[None]] = {}
         self.homes: dict[str, str] = {}
         self.prepared: set[tuple[str, str]] = set()
@@ -104,6 +72,9 @@ class RemoteExecutor(Executor):
         self.launching: dict[str, list[launch.Launch]] = {}  # host -> waiting submissions
         self.launchers: dict[str, asyncio.Task[None]] = {}
         self.probes = 0  # probe round trips made (for benchmarks)
+        # calls per target for /metrics (sent in heartbeats): poll.<host>, status.<cluster>,
+        # submit.<cluster>
+        self.calls: collections.Counter[str] = collections.Counter()
         self.swept = asyncio.Event()
 
     async def start(self) -> None:
@@ -179,8 +150,8 @@ class RemoteExecutor(Executor):
     # -- submit / attach -------------------------------------------------------------------
 
     async def submit(self, job: JobReady) -> str:
-        if _key(job) in self.jobs:
-            return self.jobs[_key(job)].rdir
+        if AttemptKey.of(job) in self.jobs:
+            return self.jobs[AttemptKey.of(job)].rdir
         t = self.transport_for(job.spec)
         home = await self._with_retries(t, lambda: self._home(t))
         root = self._workdir(home, job.spec)
@@ -207,7 +178,7 @@ class RemoteExecutor(Executor):
         rj = RJob(job, t, rdir)
         if job.spec.timeout:
             rj.deadline = time.time() + job.spec.timeout
-        self.jobs[_key(job)] = rj
+        self.jobs[AttemptKey.of(job)] = rj
         native = f"{t.name}:{pid}"
         await self._accepted(rj, native)
         self._poll(t)
@@ -264,8 +235,8 @@ class RemoteExecutor(Executor):
                 batch.append(waiting.pop(0))
             try:
                 body = launch.script(batch)
-                res = await self._with_retries(t, lambda b=body: t.run("/bin/sh -s", stdin=b,
-                                                                       timeout=300))
+                res = await self._with_retries(t, partial(t.run, "/bin/sh -s", stdin=body,
+                                                          timeout=300))
                 outcomes = launch.parse(res.stdout, len(batch))
             except BaseException as exc:
                 for item in batch:
@@ -275,14 +246,14 @@ class RemoteExecutor(Executor):
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for item, outcome in zip(batch, outcomes):
-                if isinstance(outcome, PermissionError):
+            for item, result in zip(batch, outcomes):
+                if isinstance(result, PermissionError):
                     item.done.set_exception(InvalidJobError(
                         f"cannot create the run directory {item.rdir} on {t.name}"))
-                elif isinstance(outcome, Exception):
-                    item.done.set_exception(SubmitError(f"{t.name}: {outcome}"))
+                elif isinstance(result, Exception):
+                    item.done.set_exception(SubmitError(f"{t.name}: {result}"))
                 else:
-                    item.done.set_result(outcome)
+                    item.done.set_result(result)
 
     async def _launched(self, t: Transport, job: JobReady, rdir: str, res: Result) -> str:
         """The native id from what the launch lines printed; InvalidJobError if refused."""
@@ -295,7 +266,7 @@ class RemoteExecutor(Executor):
         return out or "?"
 
     async def attach(self, job: JobReady, native_id: str) -> None:
-        if _key(job) in self.jobs:
+        if AttemptKey.of(job) in self.jobs:
             return
         t = self.transport_for(job.spec)
         home = self.homes.get(t.name)
@@ -306,14 +277,14 @@ class RemoteExecutor(Executor):
                 home = "~"
         rdir = rundir.run_dir(self._workdir(home, job.spec), job)
         rj = RJob(job, t, rdir)
-        self.jobs[_key(job)] = rj
+        self.jobs[AttemptKey.of(job)] = rj
         await self._accepted(rj, native_id or f"{t.name}:?")
         self._poll(t)
 
     # -- cancel -----------------------------------------------------------------------------
 
     async def cancel(self, job: JobReady, reason: str) -> None:
-        rj = self.jobs.get(_key(job))
+        rj = self.jobs.get(AttemptKey.of(job))
         if rj is None or rj.done:
             return
         await self._signal(rj, reason)
@@ -325,191 +296,16 @@ class RemoteExecutor(Executor):
         q = shlex.quote(rj.rdir)
         mark = f"printf '%s\\n' {shlex.quote(reason or 'canceled')} > {q}/cancel; " if first \
             else ""
+        # "-s SIG --": dash (sh on Debian, Ubuntu and WSL) takes "kill -TERM -- -PGID" for
+        # a bad number, and the fallback would signal the wrapper alone (its children
+        # would run on).
         cmd = (f"{mark}p=$(cat {q}/pid 2>/dev/null) && "
-               f"{{ kill -{sig} -- -$p 2>/dev/null || kill -{sig} $p 2>/dev/null; }}; true")
+               f"{{ kill -s {sig} -- -$p 2>/dev/null || kill -s {sig} $p 2>/dev/null; }}; "
+               "true")
         try:
             await rj.transport.run(cmd, timeout=30)
         except (HostUnreachable, HostRefused) as exc:
             log.warning("cancel on %s failed (will retry): %s", rj.transport.name, exc)
-
-    # -- polling ----------------------------------------------------------------------------
-
-    def _poll(self, t: Transport) -> None:
-        task = self.pollers.get(t.name)
-        if task is None or task.done():
-            self.pollers[t.name] = asyncio.create_task(self._poll_host(t))
-
-    async def sweep(self, timeout: float) -> None:
-        """Probe every host once now."""
-        hosts = {rj.transport.name: rj.transport for rj in self.jobs.values()}
-        try:
-            await asyncio.wait_for(asyncio.gather(*(self._probe(t) for t in hosts.values()),
-                                                  return_exceptions=True), timeout)
-        except asyncio.TimeoutError:
-            pass
-        self.swept.set()
-
-    async def _poll_host(self, t: Transport) -> None:
-        interval = self.poll_min
-        while any(rj.transport is t and not rj.done for rj in self.jobs.values()):
-            try:
-                changed = await self._probe(t)
-                interval = self.poll_min if changed else min(interval * 1.5, self.poll_max)
-            except HostUnreachable as exc:
-                log.warning("%s: %s; jobs run on there, retrying", t.name, exc)
-                interval = min(max(interval * 2, 1.0), self.poll_max * 5)
-            except HostRefused as exc:
-                for rj in [r for r in self.jobs.values() if r.transport is t]:
-                    await self._finish(rj, None, str(exc))
-                return
-            except Exception:  # never let the watch of a host die silently
-                log.exception("probe of %s failed; retrying", t.name)
-                interval = min(max(interval * 2, 1.0), self.poll_max * 5)
-            await asyncio.sleep(interval)
-
-    async def _probe(self, t: Transport) -> bool:
-        mine = [rj for rj in self.jobs.values() if rj.transport is t and not rj.done]
-        if not mine:
-            return False
-        now = time.time()
-        for rj in mine:
-            if rj.deadline is not None and now >= rj.deadline:
-                rj.deadline = None
-                await self._signal(rj, "timeout")
-            elif rj.term_sent is not None and now - rj.term_sent >= KILL_GRACE:
-                await self._signal(rj, "")
-        res = await t.run("/bin/sh -s", stdin=probe_script(mine), timeout=60)
-        self.probes += 1
-        changed = False
-        for i, fields in _parse(res.stdout).items():
-            if i < len(mine):
-                changed |= await self._update(mine[i], fields)
-        return changed
-
-    async def _update(self, rj: RJob, f: dict[str, str]) -> bool:
-        if "missing" in f:
-            rj.dead_polls += 1
-            if rj.dead_polls >= 3:
-                await self._finish(rj, None, f"the run directory {rj.rdir} is gone")
-            return True
-        changed = await self._read_log(rj, f)
-        code = rundir.parse_exit(f["exit"] + "\n") if f.get("exit") else None
-        if code is not None:
-            await self._finish(rj, code, None, f)
-            return True
-        if "pid" not in f and time.time() - rj.since > NEVER_STARTED:
-            await self._finish(rj, None, f"the job never started in {rj.rdir} (the executor "
-                               "stopped between claiming and launching it)")
-            return True
-        if "alive" not in f and "pid" in f:
-            rj.dead_polls += 1
-            if rj.dead_polls >= 2:
-                await self._finish(rj, None, None, f)
-        return changed
-
-    async def _read_log(self, rj: RJob, f: dict[str, str]) -> bool:
-        """Fold the log bytes a probe brought back; True when there were any."""
-        side = rj.side is not None and rj.side.read_probe(f, rj.scan)
-        data = base64.b64decode(f.get("log", "")) if f.get("log") else b""
-        if not data:
-            if side:
-                await self._report(rj)
-            return side
-        rj.offset += len(data)
-        data = rj.partial + data
-        cut = data.rfind(b"\n") + 1
-        rj.partial = data[cut:]
-        if cut:
-            scan(data[:cut].decode("utf-8", "replace"), rj.scan)
-        await self._report(rj)
-        return True
-
-    async def _report(self, rj: RJob) -> None:
-        s = rj.scan
-        outputs = json.dumps(s.outputs, sort_keys=True) if s.outputs else None
-        steps = s.updates[-MAX_STEPS:] or [(s.progress, s.msg)]
-        s.updates = []
-        for progress, msg in steps:
-            if (progress, msg, outputs) != rj.sent:
-                rj.sent = (progress, msg, outputs)
-                await self.emit(JobProgressed(**_ids(rj.job), progress=progress, msg=msg,
-                                              outputs=s.outputs, time=time.time()))
-
-    async def _finish(self, rj: RJob, code: int | None, problem: str | None,
-                      f: dict[str, str] | None = None) -> None:
-        if rj.done:
-            return
-        rj.done = True
-        f = f or {}
-        if rj.partial:
-            scan(rj.partial.decode("utf-8", "replace"), rj.scan)
-            rj.partial = b""
-        if rj.side is not None:
-            rj.side.flush(rj.scan)
-        if rj.scan.updates:
-            await self._report(rj)
-        s, ids, now = rj.scan, _ids(rj.job), time.time()
-        outputs = dict(s.outputs or {})
-        if f.get("outputs"):
-            try:
-                extra = json.loads(base64.b64decode(f["outputs"]))
-                outputs.update(extra if isinstance(extra, dict) else {})
-            except ValueError:
-                pass
-        reason = f.get("cancel")
-        told = f.get("reason", "").strip()
-        common: dict[str, Any] = dict(progress=s.progress, msg=s.msg, outputs=outputs or None,
-                                      time=now)
-        event: Any
-        if problem is not None:
-            event = JobFailed(**ids, reason=problem, **common)
-        elif reason == "timeout":
-            event = JobFailed(**ids, exit_code=code, reason="timeout", **common)
-        elif reason is not None:
-            event = JobCanceled(**ids, exit_code=code, reason=reason or "canceled", time=now)
-        elif code is None:
-            event = JobFailed(**ids, reason=f"the job's process on {rj.transport.name} ended "
-                              "without recording an exit code", **common)
-        elif code != 0:
-            event = JobFailed(**ids, exit_code=code, reason=told or rundir.describe_exit(code),
-                              **common)
-        elif s.status == "failed":
-            event = JobFailed(**ids, exit_code=0, reason="the job reported status=failed",
-                              **common)
-        else:
-            try:
-                await self._fetch_outputs(rj)
-                event = JobSucceeded(**ids, exit_code=0, **common)
-            except (InvalidJobError, HostUnreachable, HostRefused, OSError) as exc:
-                event = JobFailed(**ids, exit_code=0, reason=str(exc), **common)
-        await self.emit(event)
-        self.jobs.pop(_key(rj.job), None)
-        if self.on_done is not None:
-            await self.on_done(rj.job)
-
-    async def _fetch_outputs(self, rj: RJob) -> None:
-        patterns = rj.job.spec.outputs
-        if not patterns:
-            return
-        for p in patterns:
-            if not _SAFE_GLOB.match(p):
-                raise InvalidJobError(f"output pattern {p!r} has characters jobmesh will not "
-                                      "pass to a remote shell")
-        listing = await rj.transport.run(
-            f"cd {shlex.quote(rj.rdir)} && for f in {' '.join(patterns)}; do "
-            "[ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; true")
-        found = [x for x in listing.stdout.decode(errors="replace").splitlines() if x]
-        for p in patterns:
-            if not any(Path(x).match(p) or x == p for x in found):
-                raise InvalidJobError(f"declared output '{p}' matches no file on "
-                                      f"{rj.transport.name}")
-        for rel in found:
-            if rel.startswith("/") or ".." in rel.split("/"):
-                continue
-            data = await rj.transport.get(f"{rj.rdir}/{rel}")
-            dest = Path(rj.job.base_dir) / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
 
     async def close(self) -> None:
         for task in self.launchers.values():
@@ -525,8 +321,7 @@ class RemoteExecutor(Executor):
         self.jobs.clear()
 
 
-def _ids(job: JobReady) -> dict[str, Any]:
-    return dict(workflow=job.workflow, run=job.run, job=job.job, attempt=job.attempt)
+_ids = outcome.ids  # the name batch.py and array.py import
 
 
 __all__ = ["RemoteExecutor", "SubmitError"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from jobmesh.common.messages import JobReady
@@ -26,6 +28,25 @@ from .base import InvalidJobError
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _same(path: str) -> str:
+    return path
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the wrapper writes paths and its pid for the shell that runs it. POSIX shells
+    take paths as they are; Git Bash on Windows gets its own (platform_windows.py)."""
+
+    native: Callable[[str], str] = _same  # a path as the job's programs read it (cd, env)
+    entry: Callable[[str], str] = _same   # a path as an entry of the shell's PATH
+    pathsep: str = ":"                    # between PYTHONPATH entries
+    pid: str = "$$"                       # the shell's expression for the pid to record
+    venv_bin: str = "bin"                 # where a venv keeps its python
+
+
+POSIX = Dialect()
 
 
 def run_dir(workdir: str, job: JobReady) -> str:
@@ -42,7 +63,7 @@ def staged_script(job: JobReady) -> str | None:
     return "script" + PurePosixPath(job.spec.script).suffix
 
 
-def command(job: JobReady, python: str = "python3") -> str:
+def command(job: JobReady, python: str = "python3", dialect: Dialect = POSIX) -> str:
     """The shell command line the wrapper runs, every user value quoted."""
     spec = job.spec
     args = " ".join(shlex.quote(a) for a in spec.args)
@@ -56,7 +77,7 @@ def command(job: JobReady, python: str = "python3") -> str:
         return f"bash ./{name} {args}".rstrip()
     if kind == "py":
         if spec.venv:
-            py = f"{shlex.quote(spec.venv)}/bin/python"
+            py = f"{shlex.quote(dialect.native(spec.venv))}/{dialect.venv_bin}/python"
             return f"{py} -u ./{name} {args}".rstrip()
         return f"{shlex.quote(python)} -u ./{name} {args}".rstrip()
     if kind == "ipynb":
@@ -66,25 +87,27 @@ def command(job: JobReady, python: str = "python3") -> str:
 
 
 def wrapper(job: JobReady, rdir: str, python: str = "python3", tools: str | None = None,
-            pylib: str | None = None) -> str:
+            pylib: str | None = None, dialect: Dialect = POSIX) -> str:
     """The POSIX sh script that runs the job. It survives its launcher (HUP ignored, own
     session), records its pid and, when the job ends, the exit code. ``tools`` is a
     directory appended to PATH so jobs can call ``jobmesh progress``; ``pylib`` one
-    appended to PYTHONPATH so any Python can ``from jobmesh import progress``."""
+    appended to PYTHONPATH so any Python can ``from jobmesh import progress``. The
+    ``dialect`` says how paths and the pid are written for the shell that runs it."""
+    native = dialect.native
     env = {
         "JOBMESH_WORKFLOW": job.workflow,
         "JOBMESH_JOB": job.job,
         "JOBMESH_ATTEMPT": str(job.attempt),
         "JOBMESH_RUN": job.run,
-        "JOBMESH_RUN_DIR": rdir,
-        "JOBMESH_WORKFLOW_DIR": job.base_dir,
+        "JOBMESH_RUN_DIR": native(rdir),
+        "JOBMESH_WORKFLOW_DIR": native(job.base_dir),
         "PYTHONUNBUFFERED": "1",
     }
     if job.spec.parameters:
         env["JOBMESH_PARAMETERS"] = json.dumps(job.spec.parameters)
     if job.spec.venv:
-        env["JOBMESH_VENV"] = job.spec.venv
-        env["VIRTUAL_ENV"] = job.spec.venv
+        env["JOBMESH_VENV"] = native(job.spec.venv)
+        env["VIRTUAL_ENV"] = native(job.spec.venv)
     if job.spec.script:
         env["JOBMESH_NOTEBOOK_NAME"] = PurePosixPath(job.spec.script).stem
     for key, value in job.spec.env.items():
@@ -93,19 +116,22 @@ def wrapper(job: JobReady, rdir: str, python: str = "python3", tools: str | None
         env[key] = value
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
     if job.spec.venv:
-        exports += f'\nexport PATH={shlex.quote(job.spec.venv + "/bin")}:"$PATH"'
+        venv_bin = dialect.entry(job.spec.venv + "/" + dialect.venv_bin)
+        exports += f'\nexport PATH={shlex.quote(venv_bin)}:"$PATH"'
     if tools:
-        exports += f'\nexport PATH="$PATH":{shlex.quote(tools)}'
+        exports += f'\nexport PATH="$PATH":{shlex.quote(dialect.entry(tools))}'
     if pylib:
-        exports += f'\nexport PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}"{shlex.quote(pylib)}'
+        sep = dialect.pathsep
+        exports += (f'\nexport PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH{sep}}}"'
+                    f'{shlex.quote(native(pylib))}')
     return f"""#!/bin/sh
 # jobmesh wrapper for {job.workflow}/{job.job} attempt {job.attempt}
-cd {shlex.quote(rdir)} || exit 97
+cd {shlex.quote(native(rdir))} || exit 97
 trap '' HUP
 trap 'echo 143 > exit; exit 143' TERM
-echo $$ > pid
+echo {dialect.pid} > pid
 {exports}
-{command(job, python)} >> job.log 2>&1 < /dev/null
+{command(job, python, dialect)} >> job.log 2>&1 < /dev/null
 rc=$?
 echo $rc > exit
 """

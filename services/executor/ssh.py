@@ -121,8 +121,10 @@ class SSHTransport(Transport):
                   ) -> Result:
         async def go(conn: asyncssh.SSHClientConnection) -> Result:
             res = await conn.run(command, input=stdin, check=False, encoding=None)
+            out, err = res.stdout or b"", res.stderr or b""
             return Result(res.exit_status if res.exit_status is not None else -1,
-                          res.stdout or b"", res.stderr or b"")
+                          out if isinstance(out, bytes) else out.encode(),
+                          err if isinstance(err, bytes) else err.encode())
 
         return await self._op("a command", go, timeout)  # type: ignore[no-any-return]
 

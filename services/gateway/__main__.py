@@ -10,6 +10,7 @@ from jobmesh.common.service import base_parser, run_service, settings_from
 
 from .app import close_streams, create_app
 from .auth import TokenRequired, resolve
+from .entry import CannotListen, listen
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,8 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     except TokenRequired as exc:
         raise SystemExit(f"error: {exc}")
 
+    try:
+        sock = listen(args.host, args.port)  # a port in use: one line, exit 1
+    except CannotListen as exc:
+        raise SystemExit(f"error: {exc}") from None
+    failed: list[str] = []  # why the server stopped on its own (said after the loop ends)
+
     async def serve(stop: asyncio.Event) -> None:
         import uvicorn
+
         from jobmesh.common import bus
 
         # Connected before uvicorn starts: refused credentials, an unreachable NATS or one
@@ -47,15 +55,28 @@ def main(argv: list[str] | None = None) -> None:
             server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                                    log_level="warning",
                                                    timeout_graceful_shutdown=3))
-            task = asyncio.create_task(server.serve())
-            await stop.wait()
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             close_streams(app)
             server.should_exit = True
-            await task
+            try:
+                await task
+            except SystemExit:  # uvicorn's own start-up failure; it logged the reason
+                failed.append("error: the gateway could not start (see above)")
+            else:
+                if not stop.is_set():
+                    failed.append("error: the gateway stopped on its own (see above)")
         finally:
             await bus.close(nc)
 
-    run_service(serve)
+    try:
+        run_service(serve)
+    finally:
+        sock.close()
+    if failed:
+        raise SystemExit(failed[0])
 
 
 if __name__ == "__main__":

@@ -19,13 +19,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from jobmesh import __version__
 from jobmesh.common import bus, subjects
 from jobmesh.common.names import InvalidName
 from jobmesh.common.settings import Settings
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import entry, events, health, jobs, workflows
+from . import entry, events, health, jobs, runs, workflows
 from .auth import Guard, TokenRequired, check_bind
 from .deps import Gateway, authorize
 from .limits import BodyLimit
@@ -129,6 +130,7 @@ def create_app(settings: Settings, token: str | None = None, nc: Any | None = No
     app.include_router(health.router)
     app.include_router(workflows.router, dependencies=secured)
     app.include_router(jobs.router, dependencies=secured)
+    app.include_router(runs.router, dependencies=secured)
     app.include_router(events.router, dependencies=secured)
     app.include_router(entry.router)
     if (STATIC / "index.html").exists():

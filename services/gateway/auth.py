@@ -28,8 +28,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jobmesh.common import credentials
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jobmesh.common import credentials
 
 TOKEN_FILE = "gateway.token"
 COOKIE = "jobmesh-token"

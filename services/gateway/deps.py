@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi import Path as PathParam
-from jobmesh.common.names import JOB_RE, WORKFLOW_RE
 from pydantic import BaseModel
+
+from jobmesh.common.names import JOB_RE, WORKFLOW_RE
 
 from . import auth
 from .store import Store

@@ -1,4 +1,9 @@
-"""The GUI's entry URL and the answers for API paths no route takes.
+"""The gateway's entry points: its listening socket, the GUI's entry URL, and the answers
+for API paths no route takes.
+
+``listen`` binds the port before uvicorn starts (``python -m jobmesh.gateway``; ``jobmesh
+serve`` can do the same), so a port in use is one line and exit 1, not uvicorn's
+traceback and exit 3.
 
 ``/?token=<token>`` (the URL ``jobmesh up`` prints) trades the token for an HttpOnly,
 SameSite=Strict cookie and redirects to the clean URL, as Jupyter does: the token leaves
@@ -11,6 +16,7 @@ are no CORS headers: no other site's page may read the API.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
@@ -45,7 +51,7 @@ def allowed_methods(path: str) -> set[str]:
     for api in (workflows.router, jobs.router, events.router):
         for route in api.routes:
             if isinstance(route, APIRoute) and route.path_regex.match(path):
-                methods |= route.methods
+                methods |= route.methods or set()
     return methods
 
 
@@ -60,3 +66,34 @@ async def other_methods(request: Request, rest: str) -> Response:
         return Response(status_code=204, headers={"Allow": allow})
     return JSONResponse(status_code=405, headers={"Allow": allow}, content={
         "detail": f"{request.method} is not allowed here; allowed: {allow}"})
+
+
+class CannotListen(Exception):
+    """The port is in use, or the address is not this machine's (permanent: say it in one
+    line, exit 1)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket (non-blocking, for ``uvicorn.Server.serve(sockets=
+    [sock])``), bound before uvicorn starts. Raises CannotListen, whose message names
+    the address and the reason."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                           ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(addr)
+        sock.listen(2048)  # uvicorn's default backlog
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                           ) from None
+    return sock

@@ -10,6 +10,7 @@ at its first ``await``, so the clean-up runs shielded, with a deadline of its ow
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,11 +19,13 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from starlette.types import Receive, Scope, Send
+
 from jobmesh.common import bus, subjects
 from jobmesh.common.messages import WorkflowSnapshot, WorkflowSubmitted
 from jobmesh.common.names import check_workflow
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from starlette.types import Receive, Scope, Send
+from jobmesh.common.packing import unpack
 
 from .deps import ERRORS, Gateway, GatewayDep, WfName
 from .workflows import current, summary
@@ -32,7 +35,7 @@ KEEPALIVE = 15.0   # a comment line this often keeps proxies from closing an idl
 CATCH_UP = 3.0     # how long a snapshot waits for the job events it includes
 CLEANUP = 5.0      # how long deleting a stream's consumers may take
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-EVENT_STREAM = {200: {"content": {"text/event-stream": {}},
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}},
                       "description": "an endless event stream"}}
 
 
@@ -161,7 +164,8 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
         # From just before the run was submitted (the submission's time is the client's
         # clock; a second of slack for a cluster's skew). Earlier runs are filtered out.
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
-                                opt_start_time=_rfc3339(snap0.created - 1))
+                                # nats-py sends the RFC 3339 string as given
+                                opt_start_time=_rfc3339(snap0.created - 1))  # type: ignore[arg-type]
         done = 0
     else:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -192,7 +196,7 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
         async def watch() -> None:
             async for entry in watcher:
                 if entry is not None and entry.value:
-                    snaps.append(WorkflowSnapshot.model_validate_json(entry.value))
+                    snaps.append(WorkflowSnapshot.model_validate_json(unpack(entry.value)))
                     wake.set()
 
         tasks.append(asyncio.create_task(watch()))
@@ -284,6 +288,18 @@ async def all_events(gw: GatewayDep) -> StreamingResponse:
     return EventStream(_all_stream(gw))
 
 
+RECENT_DELETE = 300.0  # seconds: a deletion this recent is sent to a stream that opens
+
+
+def _recent(entry: Any) -> bool:
+    """Whether a KV delete marker is younger than RECENT_DELETE."""
+    created = getattr(entry, "created", None)
+    if not isinstance(created, datetime.datetime):
+        return False
+    age = datetime.datetime.now(datetime.timezone.utc) - created
+    return age.total_seconds() < RECENT_DELETE
+
+
 async def _all_stream(gw: Gateway) -> AsyncIterator[bytes]:
     items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     watchers: list[Any] = []
@@ -300,8 +316,10 @@ async def _all_stream(gw: Gateway) -> AsyncIterator[bytes]:
                 if entry is None:
                     initial = False
                 elif entry.value:
-                    items.put_nowait(("snap", entry.value))
-                elif not initial:  # (a workflow deleted long ago is no news)
+                    items.put_nowait(("snap", unpack(entry.value)))
+                elif not initial or _recent(entry):  # (one deleted long ago is no news)
+                    # A deletion just before the stream opened is news: a page that
+                    # listed the workflow a moment ago (GET /api/workflows) must drop it.
                     items.put_nowait(("deleted", {"name": entry.key}))
 
         tasks.append(asyncio.create_task(watch()))

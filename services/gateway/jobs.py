@@ -11,11 +11,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
 from jobmesh.common import ops
 from jobmesh.common.loader import SpecError
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.report import job_json
-from pydantic import BaseModel, Field
 
 from .deps import ERRORS, GatewayDep, JobName, WfName
 from .store import NotUploaded

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from jobmesh.common.loader import SpecError, parse_workflow
 from jobmesh.common.names import check_job, check_workflow
 from jobmesh.common.spec import Workflow
@@ -49,7 +50,7 @@ class Store:
         except (FileNotFoundError, ValueError):
             raise NotUploaded(f"workflow '{name}' was not uploaded to this service; edit its "
                               "YAML file and run it again") from None
-        return folder / meta["yaml"]
+        return folder / str(meta["yaml"])
 
     def load(self, name: str) -> Workflow:
         """The uploaded workflow, parsed once per version of its YAML file."""
@@ -77,8 +78,8 @@ class Store:
         ypath = staging / "tree" / rel
         final = self.folder(wf.name)
         if final.exists() and not replace:
-            raise Exists(f"a workflow named '{wf.name}' exists; upload with replace=true "
-                         "to replace it")
+            raise Exists(f"a workflow named '{wf.name}' exists; to replace it, upload with "
+                         "replace=true (`jobmesh workflow add FILE --replace`)")
         (ypath.parent / META).write_text(json.dumps({"yaml": ypath.name}))
         old = None
         if final.exists():

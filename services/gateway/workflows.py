@@ -12,13 +12,14 @@ from typing import IO, Any, Literal
 import yaml
 from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
 from jobmesh.common import ops
 from jobmesh.common.loader import SpecError, parse_workflow
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.report import csv_rows, iso, status_json
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
-from pydantic import BaseModel, Field
 
 from .deps import ERRORS, GatewayDep, WfName
 from .limits import MAX_UPLOAD
@@ -207,8 +208,10 @@ async def run(gw: GatewayDep, name: WfName,
         elif options.variables or options.allow_large:
             raise HTTPException(409, f"workflow '{name}' was not uploaded here, so its "
                                 "variables cannot be changed; run it with jobmesh run -v")
-        else:
+        elif spec is not None:
             wf = spec
+        else:
+            raise HTTPException(404, f"no workflow named '{name}'")
     except SpecError as exc:
         raise HTTPException(422, "; ".join(str(i) for i in exc.issues)) from None
     if wf is None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobmesh.common import jobfold
 from jobmesh.common.control import repeat_done
 from jobmesh.common.messages import (
     EVENT_STATE,
     JobCancelRequested,
-    JobProgressed,
     JobsExpanded,
     JobStatus,
     WorkflowCancelRequested,
@@ -24,21 +24,67 @@ from jobmesh.common.messages import (
     WorkflowSubmitted,
 )
 from jobmesh.common.spec import JobSpec, Workflow, will_retry
-from jobmesh.common.states import JobState, WorkflowState, should_apply
+from jobmesh.common.states import JobState, WorkflowState
+
+
+class Specs(dict[str, Workflow]):
+    """wf -> spec. A spec seeded from the store (``resume.py``) stays its stored JSON
+    until it is read: a 10,000-job spec takes ~0.3 s to decode, and an ended run's is
+    rarely needed again. (``values``/``items`` are not used on it.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: dict[str, bytes] = {}
+        self.repeat: dict[str, bool] = {}  # of a raw spec: has it a ``repeat`` job
+
+    def store(self, wf: str, data: bytes, repeat: bool) -> None:
+        super().__setitem__(wf, None)  # type: ignore[assignment]  # (decoded when read)
+        self.raw[wf], self.repeat[wf] = data, repeat
+
+    def __getitem__(self, wf: str) -> Workflow:
+        data = self.raw.pop(wf, None)
+        if data is not None:
+            self.repeat.pop(wf, None)
+            super().__setitem__(wf, Workflow.model_validate_json(data))
+        return super().__getitem__(wf)
+
+    def get(self, wf: str, default: Any = None) -> Any:
+        return self[wf] if wf in self else default
+
+    def __setitem__(self, wf: str, spec: Workflow) -> None:
+        self.raw.pop(wf, None)
+        self.repeat.pop(wf, None)
+        super().__setitem__(wf, spec)
+
+    def __delitem__(self, wf: str) -> None:
+        self.raw.pop(wf, None)
+        self.repeat.pop(wf, None)
+        super().__delitem__(wf)
+
+    def has_repeat(self, wf: str) -> bool:
+        if wf in self.raw:
+            return self.repeat[wf]
+        return any(job.repeat is not None for job in self[wf].jobs.values())
 
 
 class Fold:
     def __init__(self) -> None:
         self.snaps: dict[str, WorkflowSnapshot] = {}
-        self.specs: dict[str, Workflow] = {}
+        self.specs = Specs()
         self.open: dict[str, int] = {}   # jobs not final yet
         self.spoil: dict[str, int] = {}  # final jobs that make the workflow fail
         self.first: dict[str, dict[str, int]] = {}  # repeat: each iteration's first attempt
         self.deleted: set[str] = set()
+        # When each job's current attempt was released to a pool (ready, else queued):
+        # the timeline's queue time is from then to its start. Not in the snapshot.
+        self.queued: dict[str, dict[str, float]] = {}
+        # Runs a new submission replaced: (their last snapshot, their queue times, the new
+        # run), for the shell to keep as history; it drains this list.
+        self.superseded: list[tuple[WorkflowSnapshot, dict[str, float], str]] = []
 
     def apply(self, seq: int, msg: Any) -> str | None:
         """Fold one message; returns the workflow it changed, or None."""
-        wf = getattr(msg, "workflow", None)
+        wf: str | None = getattr(msg, "workflow", None)
         if wf is None:
             return None
         if isinstance(msg, WorkflowSubmitted):
@@ -49,6 +95,8 @@ class Fold:
         snap.seq = seq
         if isinstance(msg, WorkflowDeleted):
             del self.snaps[wf], self.specs[wf], self.open[wf], self.spoil[wf], self.first[wf]
+            self.queued.pop(wf, None)
+            self.superseded = [s for s in self.superseded if s[0].name != wf]
             self.deleted.add(wf)
             return wf
         if isinstance(msg, WorkflowCancelRequested):
@@ -68,7 +116,22 @@ class Fold:
         self._workflow_state(wf, snap, getattr(msg, "time", None))
         return wf
 
+    def seed(self, snap: WorkflowSnapshot, spec: bytes, counts: tuple[int, int],
+             repeat: bool) -> None:
+        """Take a stored, ended run's snapshot, its spec (JSON, decoded when first read)
+        and its (open, spoil) counts as if its events had been folded (the monitor's
+        checkpoint, ``resume.py``)."""
+        wf = snap.name
+        self.snaps[wf] = snap
+        self.specs.store(wf, spec, repeat)
+        self.deleted.discard(wf)
+        self.first[wf], self.queued[wf] = {}, {}
+        self.open[wf], self.spoil[wf] = counts
+
     def _submitted(self, seq: int, msg: WorkflowSubmitted) -> str:
+        old = self.snaps.get(msg.workflow)
+        if old is not None and old.run != msg.run:
+            self.superseded.append((old, self.queued.get(msg.workflow, {}), msg.run))
         spec = msg.spec.model_copy()  # expansions replace its jobs and edges
         snap = WorkflowSnapshot(name=msg.workflow, run=msg.run, state=WorkflowState.RUNNING,
                                 created=msg.time, parallel=msg.parallel, seq=seq,
@@ -79,6 +142,7 @@ class Fold:
         self.deleted.discard(msg.workflow)
         self.open[msg.workflow], self.spoil[msg.workflow] = len(spec.jobs), 0
         self.first[msg.workflow] = {}
+        self.queued[msg.workflow] = {}
         self._workflow_state(msg.workflow, snap, msg.time)
         return msg.workflow
 
@@ -136,74 +200,29 @@ class Fold:
         return True
 
     def _job_event(self, wf: str, snap: WorkflowSnapshot, ev: Any) -> None:
+        """The job-event rule (``jobfold.apply``), and the fold's own bookkeeping: each
+        repeat iteration's first attempt, queue times, and the open/spoil counts."""
         js = snap.jobs.get(ev.job)
         spec = self.specs[wf].jobs.get(ev.job)
         if js is None or spec is None or ev.attempt < js.attempt:
             return
         before = self._classify(wf, ev.job, js, snap.cancel_requested)
-        if ev.attempt > js.attempt:
-            keep = {"attempt", "state", "exit_code", "reason", "started", "ended", "native_id",
-                    "run_dir"} | ({"iteration", "outputs"} if spec.repeat else set())
-            js.history.append({k: v for k, v in js.model_dump(include=keep).items()
-                               if v is not None})
-            iteration = getattr(ev, "iteration", None)
-            if iteration is not None:
+        fresh = ev.attempt > js.attempt
+        new = jobfold.apply(js, ev, spec.repeat is not None)
+        if new is None:
+            return
+        if fresh:
+            if getattr(ev, "iteration", None) is not None:
                 self.first[wf][ev.job] = ev.attempt
-            snap.jobs[ev.job] = js = JobStatus(attempt=ev.attempt, kind=js.kind, host=js.host,
-                                               history=js.history, outputs={},
-                                               iteration=iteration or js.iteration)
-        if isinstance(ev, JobProgressed):
-            if js.state.terminal:
-                return
-            if ev.progress is not None:
-                js.progress = ev.progress
-            if ev.msg is not None:
-                js.msg = ev.msg
-            if ev.outputs:
-                js.outputs.update(ev.outputs)
-            js.modified = ev.time
-            return
-        target = EVENT_STATE[ev.type]
-        if target is JobState.PENDING:
-            if js.state is not JobState.PENDING:
-                return  # a duplicate of the event that started this attempt
-            js.reason = ev.reason
-        elif not should_apply(js.state, target):
-            if ev.type == "queued" and js.state is JobState.QUEUED:  # a new pending reason
-                js.native_id = ev.native_id or js.native_id
-                js.reason, js.modified = ev.reason, ev.time
-            return
-        js.state, js.modified = target, ev.time
-        t = ev.type
-        if t == "queued":
-            js.native_id = ev.native_id or js.native_id
-            js.reason = ev.reason
-        elif t == "started":
-            js.started = js.started or ev.time
-            js.native_id = ev.native_id or js.native_id
-            js.host = ev.host or js.host
-            js.run_dir = ev.run_dir or js.run_dir
-            js.reason = None
-            if snap.started is None:
+            self.queued[wf].pop(ev.job, None)  # the new attempt waits afresh
+            snap.jobs[ev.job] = new
+        target = EVENT_STATE.get(ev.type)
+        if target is not None and new.state is target:
+            if ev.type in ("ready", "queued"):
+                self.queued[wf].setdefault(ev.job, ev.time)
+            elif ev.type == "started" and snap.started is None:
                 snap.started = ev.time
-        elif target.terminal:
-            js.ended = ev.time
-            js.exit_code = getattr(ev, "exit_code", None)
-            js.reason = getattr(ev, "reason", None)
-            js.benign = bool(getattr(ev, "benign", False))
-            if getattr(ev, "outputs", None):
-                js.outputs.update(ev.outputs)
-            if getattr(ev, "progress", None) is not None:
-                js.progress = ev.progress
-            if getattr(ev, "msg", None) is not None:
-                js.msg = ev.msg
-            if target is JobState.SUCCEEDED:
-                js.progress = 100.0
-                if getattr(ev, "cached_from", None):  # reused: show where it ran
-                    js.cached_from = ev.cached_from
-                    js.run_dir = js.run_dir or ev.cached_from.get("run_dir")
-                    js.host = ev.cached_from.get("host") or js.host
-        after = self._classify(wf, ev.job, js, snap.cancel_requested)
+        after = self._classify(wf, ev.job, new, snap.cancel_requested)
         self.open[wf] += after[0] - before[0]
         self.spoil[wf] += after[1] - before[1]
 

@@ -1,6 +1,6 @@
 """Workflow graphs: Graphviz lays a workflow out once; updates patch node colours and
-labels in place (no relayout per event). Very large workflows, or a machine without
-``dot``, get a cheaper layered layout drawn here, with a note saying so.
+labels in place (no relayout per event). Very large or dense workflows, or a machine
+without ``dot``, get a cheaper layered layout drawn here, with a note saying so.
 """
 
 from __future__ import annotations
@@ -18,14 +18,22 @@ from typing import Any
 
 from jobmesh.common.labels import render_label
 from jobmesh.common.messages import JobStatus, WorkflowSnapshot
-from jobmesh.common.spec import Workflow
-from jobmesh.common.states import CLOUDMESH_STATUS
+from jobmesh.common.spec import JobSpec, Workflow
+from jobmesh.common.states import CLOUDMESH_STATUS, JobState
 
 SVG_NS = "http://www.w3.org/2000/svg"
 ET.register_namespace("", SVG_NS)
 ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
 DOT_LIMIT = 1000   # above this many jobs, dot takes too long: use the layered layout
+# ... or above this many jobs plus dependencies: dot's time grows with the edges (10 layers
+# of 20 jobs, all-to-all between layers, 3,600 edges: 1.1 s on a quiet machine, 2.7 s under
+# load, against 0.2 s for 200 jobs with 400 edges).
+DOT_SIZE_LIMIT = 2000
 DEFAULT_LABEL = "{name}\\n{status} {progress}%"
+COLLAPSE_LIMIT = 500  # above this many jobs, each foreach node's jobs are drawn as one node
+GROUP_LABEL = "{name}\\n{msg}"
+GROUP_ORDER = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.SKIPPED,
+               JobState.RUNNING, JobState.QUEUED, JobState.READY, JobState.PENDING)
 SHAPES = ("polygon", "ellipse", "path")
 
 
@@ -88,7 +96,8 @@ def _local_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
-        return str(os.getuid())
+        getuid = getattr(os, "getuid", None)  # (Windows has none)
+        return str(getuid()) if getuid is not None else "unknown"
 
 
 def label_lines(spec: Workflow, snap: WorkflowSnapshot, name: str, now: float,
@@ -140,12 +149,79 @@ def dot_source(spec: Workflow, snap: WorkflowSnapshot, now: float) -> str:
     return "\n".join(out)
 
 
-class Graph:
-    """A laid-out graph whose nodes can be recoloured and relabelled in place."""
+def foreach_groups(spec: Workflow) -> dict[str, list[str]]:
+    """The jobs each foreach node became (nodes of two or more jobs), by node name."""
+    groups: dict[str, list[str]] = {}
+    for name, job in spec.jobs.items():
+        if job.foreach_of:
+            groups.setdefault(job.foreach_of, []).append(name)
+    return {g: m for g, m in groups.items() if len(m) > 1 and g not in spec.jobs}
 
-    def __init__(self, spec: Workflow, svg: bytes, note: str | None = None):
+
+def collapse(spec: Workflow, limit: int = COLLAPSE_LIMIT
+             ) -> tuple[Workflow, dict[str, list[str]]]:
+    """Above ``limit`` jobs: the spec to draw, with each foreach node's jobs as one node
+    (named as the node in the YAML), and those groups. Else the spec itself and {}."""
+    groups = foreach_groups(spec) if len(spec.jobs) > limit else {}
+    if not groups:
+        return spec, {}
+    owner = {m: g for g, members in groups.items() for m in members}
+    jobs: dict[str, JobSpec] = {}
+    for name, job in spec.jobs.items():
+        group = owner.get(name)
+        if group is None:
+            jobs[name] = job
+        elif group not in jobs:
+            jobs[group] = JobSpec(name=group, kind=job.kind, label=GROUP_LABEL,
+                                  shape="box3d", style="filled,bold")
+    edges = list(dict.fromkeys((owner.get(a, a), owner.get(b, b)) for a, b in spec.edges
+                               if owner.get(a, a) != owner.get(b, b)))
+    return spec.model_copy(update={"jobs": jobs, "edges": edges}), groups
+
+
+def group_status(members: list[JobStatus]) -> JobStatus:
+    """One node for many jobs: running while any runs or some ended and some did not;
+    its message counts the jobs per state, its progress is the share that ended."""
+    counts: dict[JobState, int] = {}
+    for st in members:
+        counts[st.state] = counts.get(st.state, 0) + 1
+    ended = sum(n for state, n in counts.items() if state.terminal)
+    if ended == len(members):
+        state = next((s for s in (JobState.FAILED, JobState.CANCELED) if counts.get(s)),
+                     JobState.SKIPPED if counts.get(JobState.SKIPPED) == ended
+                     else JobState.SUCCEEDED)
+    elif counts.get(JobState.RUNNING) or ended:
+        state = JobState.RUNNING
+    else:
+        state = max(counts, key=lambda s: s.rank)
+    words: dict[str, int] = {}
+    for s in GROUP_ORDER:
+        if counts.get(s):
+            words[CLOUDMESH_STATUS[s]] = words.get(CLOUDMESH_STATUS[s], 0) + counts[s]
+    text = ", ".join(f"{n} {w}" for w, n in words.items())
+    return JobStatus(state=state, progress=100.0 * ended / len(members),
+                     msg=f"{len(members)} jobs: {text}")
+
+
+def grouped(snap: WorkflowSnapshot, groups: dict[str, list[str]]) -> WorkflowSnapshot:
+    """The snapshot as a collapsed graph shows it: one status per group."""
+    if not groups:
+        return snap
+    jobs = dict(snap.jobs)
+    for group, members in groups.items():
+        jobs[group] = group_status([snap.jobs.get(m) or JobStatus() for m in members])
+    return snap.model_copy(update={"jobs": jobs})
+
+
+class Graph:
+    """A laid-out graph whose nodes can be recoloured and relabelled in place. With
+    ``groups`` (see ``collapse``) a group's node shows its jobs' states, counted."""
+
+    def __init__(self, spec: Workflow, svg: bytes, note: str | None = None,
+                 groups: dict[str, list[str]] | None = None):
         self.spec = spec
         self.note = note
+        self.groups = groups or {}
         self.root = ET.fromstring(svg)
         ids = {f"n{i}": n for i, n in enumerate(spec.jobs)}
         self.nodes: dict[str, tuple[ET.Element, ET.Element | None, list[ET.Element]]] = {}
@@ -157,6 +233,9 @@ class Graph:
                           and c.get("fill") not in (None, "none")), None)
             texts = [c for c in g if c.tag == f"{{{SVG_NS}}}text"]
             g.set("data-job", name)
+            if name in self.groups:  # the GUI lists its jobs on a click
+                g.set("data-group", name)
+                g.set("data-count", str(len(self.groups[name])))
             self.nodes[name] = (g, shape, texts)
         # Serialize once with a numbered marker in every value a patch sets; a patch then
         # only joins the fixed pieces with the new values (ElementTree's serializer costs
@@ -172,6 +251,7 @@ class Graph:
         self.fixed, self.slots = pieces[0::2], [int(n) for n in pieces[1::2]]
 
     def patch(self, snap: WorkflowSnapshot, now: float) -> bytes:
+        snap = grouped(snap, self.groups)
         parents, numbers = self.spec.parents(), job_numbers(self.spec)
         values: list[bytes] = []  # in the order the markers were numbered
         for name, (_g, shape, texts) in self.nodes.items():
@@ -210,22 +290,29 @@ def layout_key(snap: WorkflowSnapshot) -> tuple[str, int]:
     return snap.run, snap.expansions
 
 
-def layout(spec: Workflow, snap: WorkflowSnapshot, now: float, timeout: float = 60) -> Graph:
-    """Lay the workflow out: Graphviz when it can, the layered fallback when it cannot."""
+def layout(spec: Workflow, snap: WorkflowSnapshot, now: float, timeout: float = 60,
+           collapse_above: int = COLLAPSE_LIMIT) -> Graph:
+    """Lay the workflow out: Graphviz when it can, the layered fallback when it cannot.
+    Above ``collapse_above`` jobs each foreach node's jobs become one node."""
+    spec, groups = collapse(spec, collapse_above)
+    snap = grouped(snap, groups)
     dot = shutil.which("dot")
     note = None
     if dot is None:
         note = "Graphviz 'dot' is not installed: simplified layout (apt-get install graphviz)"
     elif len(spec.jobs) > DOT_LIMIT:
         note = f"{len(spec.jobs)} jobs: simplified layered layout (Graphviz above {DOT_LIMIT})"
+    elif len(spec.jobs) + len(spec.edges) > DOT_SIZE_LIMIT:
+        note = (f"{len(spec.jobs)} jobs and {len(spec.edges)} dependencies: simplified "
+                f"layered layout (Graphviz above {DOT_SIZE_LIMIT} jobs plus dependencies)")
     else:
         try:
             proc = subprocess.run([dot, "-Tsvg"], input=dot_source(spec, snap, now).encode(),
                                   capture_output=True, timeout=timeout, check=True)
-            return Graph(spec, proc.stdout)
+            return Graph(spec, proc.stdout, groups=groups)
         except (subprocess.SubprocessError, OSError, ET.ParseError) as exc:
             note = f"Graphviz failed ({type(exc).__name__}): simplified layout"
-    return Graph(spec, layered_svg(spec, snap, now, note).encode(), note)
+    return Graph(spec, layered_svg(spec, snap, now, note).encode(), note, groups)
 
 
 def layered_svg(spec: Workflow, snap: WorkflowSnapshot, now: float, note: str | None) -> str:

@@ -8,22 +8,13 @@ import logging
 import time
 from typing import Any
 
-from jobmesh.common import bus, subjects
-from jobmesh.common.messages import (
-    CancelJob,
-    JobCanceled,
-    JobFailed,
-    JobPending,
-    JobReadied,
-    JobReady,
-    JobsExpanded,
-    JobSkipped,
-    JobSucceeded,
-)
+from jobmesh.common import bus
 from jobmesh.common.settings import Settings
 from jobmesh.common.states import JobState
 
+from . import checkpoint, outbox
 from .cache import Reuse
+from .checkpointer import Checkpointer
 from .core import CancelRunning, ExpandJob, Instruction, MarkJob, ReleaseJob, SchedulerCore
 
 log = logging.getLogger("jobmesh.scheduler")
@@ -45,19 +36,28 @@ class SchedulerService:
         self.max_payload = getattr(nc, "max_payload", None)
         js = nc.jetstream()
         await bus.ensure(js, self.settings.replicas)
+        self.ckpt = Checkpointer(js, self.core, self.settings.replicas)
+        start = await self.ckpt.restore()
         follower = bus.LogFollower(js)
-        await follower.start()
+        await follower.start(start)
         stopper = asyncio.create_task(stop.wait())
         stopper.add_done_callback(lambda _: follower.wake())  # a stop ends a waiting get
         try:
             while not stop.is_set():
                 wake = self.core.next_wakeup()
                 timeout = 1.0 if wake is None else max(0.0, min(1.0, wake - time.time()))
+                timeout = min(timeout, self.ckpt.due_in(time.monotonic()))
                 batch = await follower.get(timeout)
                 if stop.is_set():
                     break
                 for seq, msg in batch:
+                    if self.ckpt.covers(seq, msg):
+                        continue
+                    stub = checkpoint.needs_rebuild(self.core, msg)
+                    if stub is not None:
+                        await self.ckpt.rebuild(msg.workflow, stub, seq)
                     self._apply(seq, msg)
+                    self.ckpt.seen(seq, msg)
                 if not follower.caught_up:
                     continue
                 if not self.replayed:
@@ -70,9 +70,13 @@ class SchedulerService:
                     # A reused job ended at once: decide again now, without waiting for
                     # its events to come back through the log (a chain of them is quick).
                     instructions = self.core.decide(time.time()) if self.reused else []
+                # Every decision so far is on the log: a checkpoint may be taken now.
+                await self.ckpt.after_decide(time.monotonic(), quiet=not self.poison)
         finally:
             stopper.cancel()
             await follower.stop()
+            if self.replayed and not self.poison:
+                await self.ckpt.final()
             if self._nc is None:
                 await bus.close(nc)
 
@@ -81,7 +85,7 @@ class SchedulerService:
         data) is logged and skipped, and its workflow's unfinished jobs fail with the
         reason; the scheduler goes on with every other workflow, in a replay too."""
         try:
-            self.core.apply(msg)
+            self.core.apply(msg, seq)
         except Exception as exc:  # noqa: BLE001 - poison: never stop the scheduler
             wf = getattr(msg, "workflow", None)
             why = f"{type(exc).__name__}: {exc}"
@@ -93,12 +97,11 @@ class SchedulerService:
     async def _execute(self, nc: Any, js: Any, instructions: list[Instruction]) -> None:
         # New jobs must be on the log before any event about them: expansions go first,
         # one by one (each publish waits for JetStream's ack), the rest concurrently.
-        instructions, self.poison = self.poison + instructions, []
-        for ins in instructions:
-            if isinstance(ins, ExpandJob):
-                await self._safe(nc, js, ins)
-        await asyncio.gather(*(self._safe(nc, js, i) for i in instructions
-                               if not isinstance(i, ExpandJob)))
+        expansions, rest = outbox.expansions_first(self.poison + instructions)
+        self.poison = []
+        for ins in expansions:
+            await self._safe(nc, js, ins)
+        await asyncio.gather(*(self._safe(nc, js, i) for i in rest))
 
     async def _safe(self, nc: Any, js: Any, ins: Instruction) -> None:
         """``_one``; an instruction that cannot be published (e.g. a pool that is not a
@@ -125,7 +128,6 @@ class SchedulerService:
                               ins.job)
 
     async def _release(self, js: Any, ins: ReleaseJob, now: float) -> None:
-        ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}"
         key, cached_from = ins.recorded or (None, None)
         if ins.recorded is None and ins.keyed:
             key = await self.reuse.key(ins.spec, ins.base_dir, ins.parent_keys)
@@ -134,78 +136,48 @@ class SchedulerService:
         fresh = ins.recorded is None and ins.reuse
         hit = await self.reuse.find(ins.workflow, ins.job, key, ins.spec, ins.base_dir) \
             if key and (fresh or cached_from) else None
-        if hit is not None and (fresh or hit.run == cached_from):
+        if key and hit is not None and (fresh or hit.run == cached_from):
             self.core.released(ins.workflow, ins.run, ins.job, ins.attempt, key, hit.run,
                                ins.spec.kind)
-            # Ready (with the key and the run it is reused from) before succeeded: the
-            # log then says, even after a crash between the two, that nothing was sent.
-            await bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
-                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                pool=ins.pool, cache_key=key, cached_from=hit.run, time=now),
-                msg_id=ident + ".ready")
-            done = JobSucceeded(
-                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                exit_code=0, progress=100.0, msg=f"reused from run {hit.run}",
-                outputs=hit.outputs or None, reason="cached", cached_from=hit.described(),
-                time=time.time())
-            await bus.publish(js, subjects.events(ins.workflow, ins.job), done,
-                              msg_id=ident + ".cached")
+            ready, done = outbox.reused(ins, now, key, hit.run, hit.outputs, hit.described(),
+                                        time.time())
+            await self._publish(js, ready)
+            await self._publish(js, done)
             # Stored: the core may know it now (applying it again from the log is a no-op).
-            self.core.apply(done)
+            self.core.apply(done.msg)
             self.reused = True
             return
         self.core.released(ins.workflow, ins.run, ins.job, ins.attempt, key, None,
                            ins.spec.kind)
-        job = JobReady(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                       pool=ins.pool, spec=ins.spec, base_dir=ins.base_dir, time=now,
-                       native_deps=list(ins.native_deps), cache_key=key)
-        _fits(self.max_payload, job)  # too large: this job fails, now (see _safe)
+        ready, work = outbox.released(ins, now, key)
+        data = _fits(self.max_payload, work.msg)  # too large: this job fails, now (_safe)
         # Both at once (one write, acks awaited together). Either order is safe: a
         # replay re-sends a READY job's JobReady, and one without its ready event is
         # released again under the same message id.
-        await asyncio.gather(
-            bus.publish(js, subjects.events(ins.workflow, ins.job), JobReadied(
-                workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                pool=ins.pool, native_deps=list(ins.native_deps), cache_key=key, time=now),
-                msg_id=ident + ".ready"),
-            bus.publish(js, subjects.jobs(ins.pool), job, msg_id=job.msg_id))
+        await asyncio.gather(self._publish(js, ready), self._publish(js, work, data))
+
+    @staticmethod
+    async def _publish(js: Any, out: outbox.Outgoing, data: bytes | None = None) -> None:
+        await bus.publish(js, out.subject, out.msg, msg_id=out.msg_id, payload=data)
 
     async def _one(self, nc: Any, js: Any, ins: Instruction) -> None:
         now = time.time()
         if isinstance(ins, ReleaseJob):
             await self._release(js, ins, now)
-        elif isinstance(ins, MarkJob):
-            common = dict(workflow=ins.workflow, run=ins.run, job=ins.job, attempt=ins.attempt,
-                          time=now)
-            event: Any
-            if ins.state is JobState.SKIPPED:
-                event = JobSkipped(reason=ins.reason, benign=ins.benign, **common)
-            elif ins.state is JobState.CANCELED:
-                event = JobCanceled(reason=ins.reason, **common)
-            elif ins.state is JobState.PENDING:
-                event = JobPending(reason=ins.reason, not_before=ins.not_before,
-                                   iteration=ins.iteration, **common)
-            else:
-                event = JobFailed(reason=ins.reason, **common)
-            ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}.{event.type}"
-            await bus.publish(js, subjects.events(ins.workflow, ins.job), event, msg_id=ident)
-        elif isinstance(ins, ExpandJob):
-            event = JobsExpanded(workflow=ins.workflow, run=ins.run, job=ins.job,
-                                 attempt=ins.attempt, jobs=ins.jobs, edges=ins.edges, time=now)
-            _fits(self.max_payload, event)
-            ident = f"{ins.workflow}.{ins.run}.{ins.job}.{ins.attempt}.expanded"
-            await bus.publish(js, subjects.events(ins.workflow, ins.job), event, msg_id=ident)
+        elif isinstance(ins, (MarkJob, ExpandJob)):
+            (out,) = outbox.outgoing(ins, now)
+            data = _fits(self.max_payload, out.msg) if isinstance(ins, ExpandJob) else None
+            await self._publish(js, out, data)
         elif isinstance(ins, CancelRunning):
-            msg = CancelJob(workflow=ins.workflow, run=ins.run, job=ins.job,
-                            attempt=ins.attempt, reason=ins.reason, time=now)
-            await nc.publish(subjects.cancel(ins.pool), bus.encode(msg))
+            (out,) = outbox.outgoing(ins, now)
+            await nc.publish(out.subject, bus.encode(out.msg))
 
 
-def _fits(limit: Any, msg: Any) -> None:
-    """A message larger than the server's max_payload is refused at once (ValueError: its
-    job fails), not retried until the publish deadline."""
-    if isinstance(limit, int) and limit > 0:
-        size = len(bus.encode(msg))
-        if size > limit:
-            raise ValueError(f"the message is {size / 1e6:.1f} MB, more than NATS's "
-                             f"max_payload of {limit / 1e6:.1f} MB")
+def _fits(limit: Any, msg: Any) -> bytes:
+    """The encoded message. One larger than the server's max_payload is refused at once
+    (ValueError: its job fails), not retried until the publish deadline."""
+    data = bus.encode(msg)
+    if isinstance(limit, int) and limit > 0 and len(data) > limit:
+        raise ValueError(f"the message is {len(data) / 1e6:.1f} MB, more than NATS's "
+                         f"max_payload of {limit / 1e6:.1f} MB")
+    return data

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobmesh.common.attempt import AttemptKey
 from jobmesh.common.cachekey import FileDigests, Unkeyable, input_files, job_key
 from jobmesh.common.messages import (
     JobCanceled,
@@ -63,25 +64,56 @@ class Entry:
                 "host": self.host, "seconds": round(seconds, 3) if seconds else None}
 
 
+def decode_jobs(jobs: Any) -> dict[str, OrderedDict[str, Entry]]:
+    """A workflow's cached attempts as the checkpoint stores them: {job: [entry, ...]}."""
+    return {str(job): OrderedDict((e["key"], Entry(**e)) for e in entries)
+            for job, entries in jobs.items()}
+
+
 class CacheIndex:
     """Succeeded attempts by (workflow, job, key), folded from the log. Pure."""
 
     def __init__(self) -> None:
-        self.flying: dict[tuple[str, str, str, int], Entry] = {}
+        self.flying: dict[AttemptKey, Entry] = {}
         self.done: dict[str, dict[str, OrderedDict[str, Entry]]] = {}
         # Successes logged before their ready event (the two are published concurrently):
-        self.early: OrderedDict[tuple[str, str, str, int], JobSucceeded] = OrderedDict()
+        self.early: OrderedDict[AttemptKey, JobSucceeded] = OrderedDict()
+        # The checkpoint's JSON text of each workflow's ``done`` (checkpoint.py), kept
+        # so a save encodes only the workflows whose entries changed since the last one:
+        self.encoded: dict[str, str] = {}
+        # Workflows loaded from a checkpoint and not decoded yet (their text): a start
+        # decodes only the workflows it runs or reuses from, not a whole home's history.
+        self.unread: dict[str, str] = {}
+
+    def touch(self, wf: str) -> None:
+        """``done[wf]`` is about to change: its checkpoint text goes stale."""
+        self.jobs_of(wf)
+        self.encoded.pop(wf, None)
+
+    def jobs_of(self, wf: str) -> dict[str, OrderedDict[str, Entry]] | None:
+        """The workflow's succeeded attempts by job and key (decoded when first needed)."""
+        text = self.unread.pop(wf, None)
+        if text is not None:
+            try:
+                self.done[wf] = decode_jobs(json.loads(text))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # The cache only saves work: without it the jobs run again.
+                log.warning("workflow %s: cannot read its cached attempts (%r); its jobs "
+                            "run again", wf, exc)
+                self.encoded.pop(wf, None)
+        return self.done.get(wf)
 
     def apply(self, msg: Any, kind: str | None = None) -> None:
         """Record one message; ``kind`` is the job's kind (for ``ready`` events)."""
-        wf = getattr(msg, "workflow", None)
         if isinstance(msg, WorkflowDeleted):
-            self.done.pop(wf, None)
+            self.done.pop(msg.workflow, None)
+            self.unread.pop(msg.workflow, None)
+            self.encoded.pop(msg.workflow, None)
             return
         if not isinstance(msg, (JobReadied, JobStarted, JobProgressed, JobSucceeded,
                                 JobFailed, JobCanceled, JobSkipped)):
             return
-        ident = (msg.workflow, msg.run, msg.job, msg.attempt)
+        ident = AttemptKey.of(msg)
         if isinstance(msg, JobReadied):
             if msg.cache_key and not msg.cached_from and ident not in self.flying:
                 self.flying[ident] = Entry(msg.cache_key, msg.run, msg.attempt,
@@ -108,6 +140,7 @@ class CacheIndex:
             if isinstance(msg, JobSucceeded) and not msg.cached_from:
                 entry.outputs.update(msg.outputs or {})
                 entry.ended = msg.time
+                self.touch(msg.workflow)
                 jobs = self.done.setdefault(msg.workflow, {})
                 keys = jobs.setdefault(msg.job, OrderedDict())
                 keys.pop(entry.key, None)
@@ -116,7 +149,9 @@ class CacheIndex:
                     keys.popitem(last=False)
 
     def lookup(self, wf: str, job: str, key: str) -> Entry | None:
-        return self.done.get(wf, {}).get(job, {}).get(key)
+        jobs = self.jobs_of(wf)
+        entries = jobs.get(job) if jobs else None
+        return entries.get(key) if entries else None
 
 
 class Reuse:

@@ -5,6 +5,10 @@ only records state; ``decide`` turns what changed into instructions and applies 
 locally at once, so the same instruction is never issued twice. After a restart the
 shell replays the whole log through ``apply`` and then calls ``decide``, which issues
 whatever the crash left undone (level-triggered, not edge-triggered).
+
+``WorkflowRun`` is one run's state; its mixins hold the rest of its rules: releasing jobs
+(``release.py``), retries and cancels (``attempts.py``), and ``when:``/``foreach:``/
+``repeat:`` (``flow.py``). ``SchedulerCore`` routes commands and events to the runs.
 """
 
 from __future__ import annotations
@@ -26,18 +30,14 @@ from jobmesh.common.messages import (
     WorkflowRetryRequested,
     WorkflowSubmitted,
 )
-from jobmesh.common.names import InvalidName, check_pool
-from jobmesh.common.placeholders import MissingOutput, PlaceholderError, substitute
-from jobmesh.common.safety import UnsafeValue
-from jobmesh.common.spec import JobSpec, check_spec, retry_delay, will_retry
+from jobmesh.common.spec import will_retry
 from jobmesh.common.states import JobState, should_apply
 
-from . import native
+from .attempts import Attempts
 from .cache import CacheIndex
 from .flow import (
     CANCEL_RESEND,
     CancelRunning,
-    ControlFlow,
     ExpandJob,
     Instruction,
     Job,
@@ -51,7 +51,7 @@ __all__ = ["CANCEL_RESEND", "CancelRunning", "ExpandJob", "Instruction", "Job", 
 log = logging.getLogger("jobmesh.scheduler")
 
 
-class WorkflowRun(ControlFlow):
+class WorkflowRun(Attempts):
     """One submitted run of a workflow."""
 
     def __init__(self, sub: WorkflowSubmitted):
@@ -61,6 +61,7 @@ class WorkflowRun(ControlFlow):
         self.variables = dict(sub.spec.variables)
         self.allow_large = sub.spec.allow_large
         self.reuse = sub.cache  # reuse earlier runs' jobs (cache.py); not with --restart
+        self.first_seq = 0  # the log sequence of the submission (for checkpoints)
         parents, children = sub.spec.parents(), sub.spec.children()
         self.jobs: dict[str, Job] = {
             n: Job(s, parents[n], children[n], unmet=len(parents[n]))
@@ -178,22 +179,6 @@ class WorkflowRun(ControlFlow):
             else:
                 self.maybe_skip.append(c)
 
-    def request_cancel(self, reason: str) -> None:
-        self.cancel_requested, self.cancel_reason = True, reason
-
-    def request_retry(self) -> None:
-        """Rerun failed, canceled and skipped jobs; keep the ones that succeeded."""
-        self.cancel_requested = False
-        self.cancel_one.clear()
-        for name, job in self.jobs.items():
-            if job.state in (JobState.FAILED, JobState.CANCELED, JobState.SKIPPED):
-                job.retry_due = True
-                job.not_before = 0.0
-                self.due.add(name)
-            elif job.state is JobState.SUCCEEDED and not job.counted:
-                self._ended(name, job, job.state)  # a loop that a cancel cut short goes on
-
-    # -- decide: turn state into instructions ----------------------------------------
 
     def decide(self, now: float) -> list[Instruction]:
         out: list[Instruction] = []
@@ -243,151 +228,6 @@ class WorkflowRun(ControlFlow):
             job.benign = benign
             self._set(name, JobState.SKIPPED)
 
-    def _cancel_all(self, now: float, out: list[Instruction]) -> None:
-        for name, job in list(self.jobs.items()):
-            job.retry_due = job.repeat_due = False
-            self._cancel_job(name, now, out, self.cancel_reason)
-
-    def _cancel_job(self, name: str, now: float, out: list[Instruction], reason: str) -> None:
-        job = self.jobs[name]
-        if job.state is JobState.PENDING:
-            out.append(MarkJob(self.name, self.run, name, job.attempt, JobState.CANCELED, reason))
-            self._set(name, JobState.CANCELED)
-        elif not job.state.terminal:
-            if job.cancel_sent is None or now - job.cancel_sent >= CANCEL_RESEND:
-                job.cancel_sent = now
-                self.canceling.add(name)
-                out.append(CancelRunning(self.name, self.run, name, job.attempt,
-                                         job.spec.pool_name, reason))
-        else:
-            self.cancel_one.discard(name)
-            job.retry_due = False
-
-    def _retries(self, now: float, out: list[Instruction]) -> None:
-        # Only the jobs marked due (an index, so a decide never scans every job).
-        for name in sorted(self.due, key=self.order.__getitem__):
-            job = self.jobs[name]
-            if not job.retry_due:
-                continue
-            delay = retry_delay(job.spec, job.attempt) if job.state is JobState.FAILED else 0.0
-            attempt = job.attempt + 1
-            self._new_attempt(name, attempt, now + delay if delay else 0.0)
-            out.append(MarkJob(self.name, self.run, name, attempt, JobState.PENDING,
-                               f"retry (attempt {attempt})", job.not_before or None))
-
-    def _new_attempt(self, name: str, attempt: int, not_before: float,
-                     iteration: int | None = None) -> None:
-        job = self.jobs[name]
-        self._set(name, JobState.PENDING, force=True)
-        job.attempt, job.retry_due, job.cancel_sent = attempt, False, None
-        self.due.discard(name)
-        job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, {}
-        job.native, job.native_deps = None, ()
-        job.readied, job.cache_key, job.cached_from = False, None, None
-        if iteration is not None:
-            job.iteration, job.first_attempt = iteration, attempt
-        job.not_before = not_before
-        if not_before > 0:
-            self.delayed.add(name)
-        job.unmet = sum(1 for p in job.parents
-                        if not self._counts_for(self.jobs[p], job))
-        if job.unmet == 0:
-            self.maybe_ready.append(name)
-        elif any(self._blocks(self.jobs[p], job) for p in job.parents):
-            self.maybe_skip.append(name)
-
-    def _counts_for(self, parent: Job, child: Job) -> bool:
-        """Has this parent ended in a way that lets the child go on?"""
-        return parent.counted and self._satisfies(parent, parent.state, child)
-
-    def _blocks(self, parent: Job, child: Job | None = None) -> bool:
-        """A parent that ended for good without satisfying its children."""
-        return (parent.state.terminal and not parent.retry_due and not parent.repeat_due
-                and not self._satisfies(parent, parent.state, child))
-
-    def _releases(self, now: float, out: list[Instruction]) -> None:
-        waiting: list[str] = []
-        while self.maybe_ready and self.active < self.parallel:
-            name = self.maybe_ready.popleft()
-            job = self.jobs.get(name)
-            if job is None or job.state is not JobState.PENDING or job.unmet > 0 \
-                    or job.retry_due:
-                continue
-            if job.not_before > now:
-                waiting.append(name)
-                continue
-            if job.spec.when is not None and not self._condition(name, job, out):
-                continue
-            if job.spec.foreach is not None:
-                self._expand(name, job, out)
-                continue
-            self._set(name, JobState.READY)
-            out.append(self._release(name, job))
-        self.maybe_ready.extendleft(reversed(waiting))
-        while self.maybe_chain and self.active < self.parallel:
-            name = self.maybe_chain.popleft()
-            job = self.jobs.get(name)
-            if job is None or job.state is not JobState.PENDING or job.unmet == 0 \
-                    or job.retry_due or job.not_before > now:
-                continue  # nothing to chain; the usual path releases it
-            parents = [self.jobs[p] for p in job.parents]
-            deps = native.dependencies(job, parents, [self._counts_for(p, job)
-                                                      for p in parents])
-            if deps:
-                job.native_deps = deps
-                self._set(name, JobState.READY)
-                out.append(self._release(name, job))
-
-    def _release(self, name: str, job: Job) -> Instruction:
-        try:
-            spec = self._resolve(job)
-        except MissingOutput as exc:
-            self._set(name, JobState.FAILED)
-            return MarkJob(self.name, self.run, name, job.attempt, JobState.FAILED,
-                           f"parent '{exc.job}' has no output '{exc.key}'")
-        except (PlaceholderError, InvalidName, UnsafeValue) as exc:  # data that cannot go there
-            self._set(name, JobState.FAILED)
-            return MarkJob(self.name, self.run, name, job.attempt, JobState.FAILED, str(exc))
-        parent_keys = tuple((p, self._key_of(self.jobs[p])) for p in job.parents)
-        return ReleaseJob(self.name, self.run, name, job.attempt, job.spec.pool_name, spec,
-                          self.base_dir, job.native_deps, parent_keys,
-                          keyed=job.spec.cache and not job.native_deps,
-                          reuse=self.reuse and not job.native_deps,
-                          recorded=(job.cache_key, job.cached_from) if job.readied else None)
-
-    @staticmethod
-    def _key_of(parent: Job) -> str | None:
-        """What a parent adds to its child's cache key: its own key when it succeeded;
-        a condition-false skip is a fact of its own; anything else makes the child
-        keyless (it runs)."""
-        if parent.state is JobState.SUCCEEDED:
-            return parent.cache_key
-        if parent.state is JobState.SKIPPED and parent.benign:
-            return "skipped (condition false)"
-        return None
-
-    def _resolve(self, job: Job) -> JobSpec:
-        outputs = {p: self.jobs[p].outputs for p in job.parents}
-        s = job.spec
-        update: dict[str, Any] = {}
-        if s.exec is not None:
-            update["exec"] = substitute(s.exec, outputs, self.variables, shell=True)
-        if s.args:
-            update["args"] = [substitute(a, outputs, self.variables) for a in s.args]
-        if s.env:
-            update["env"] = {k: substitute(v, outputs, self.variables) for k, v in s.env.items()}
-        for key in ("host", "user"):
-            value = getattr(s, key)
-            if value and "{" in value:
-                update[key] = substitute(value, outputs, self.variables)
-        extras = {k: substitute(v, outputs, self.variables) for k, v in s.extras.items()
-                  if isinstance(v, str) and "{" in v and k != "label"}
-        resolved = s.model_copy(update={**update, **extras}) if update or extras else s
-        problems = check_spec(resolved)  # what the filled values brought in, e.g. a pool
-        if problems:
-            raise UnsafeValue(problems[0][1])
-        check_pool(s.pool_name)
-        return resolved
 
     def next_wakeup(self) -> float | None:
         """The earliest time a decide has something to do without a new event: a delayed
@@ -423,8 +263,11 @@ class SchedulerCore:
         self.dirty: set[str] = set()
         self.stale: list[WorkflowRun] = []  # replaced runs whose active jobs get canceled
         self.cache = CacheIndex()  # succeeded attempts of every run, by cache key
+        # Finished runs compacted away (checkpoint.py): workflow -> (run, first log seq).
+        # Their jobs are not kept; a retry rebuilds the run from the log first.
+        self.finished: dict[str, tuple[str, int]] = {}
 
-    def apply(self, msg: Any) -> None:
+    def apply(self, msg: Any, seq: int = 0) -> None:
         wf = getattr(msg, "workflow", None)
         if wf is None:
             return
@@ -434,13 +277,22 @@ class SchedulerCore:
         if isinstance(msg, WorkflowSubmitted):
             if run is not None and run.run == msg.run:
                 return
+            if run is None and self.finished.get(wf, ("",))[0] == msg.run:
+                return  # compacted already
+            self.finished.pop(wf, None)
             if run is not None and not run.finished:
                 run.request_cancel("replaced by a new run")
                 self.stale.append(run)
             self.runs[wf] = WorkflowRun(msg)
+            self.runs[wf].first_seq = seq
             self.dirty.add(wf)
             return
-        if run is None or getattr(msg, "run", None) != run.run:
+        if run is None:
+            if isinstance(msg, WorkflowDeleted) and \
+                    self.finished.get(wf, ("",))[0] == msg.run:
+                del self.finished[wf]
+            return
+        if getattr(msg, "run", None) != run.run:
             return
         if isinstance(msg, WorkflowCancelRequested):
             run.request_cancel(msg.reason)
@@ -492,8 +344,8 @@ class SchedulerCore:
 
     def decide(self, now: float) -> list[Instruction]:
         out: list[Instruction] = []
-        for run in self.stale:
-            out += [i for i in run.decide(now) if isinstance(i, CancelRunning)]
+        for old in self.stale:
+            out += [i for i in old.decide(now) if isinstance(i, CancelRunning)]
         self.stale = [r for r in self.stale if not r.finished and r.active]
         for wf in sorted(self.dirty):
             run = self.runs.get(wf)

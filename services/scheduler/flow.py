@@ -119,6 +119,7 @@ class Job:
     readied: bool = False  # the current attempt's ready event is in the log
     cache_key: str | None = None    # ... with this key
     cached_from: str | None = None  # ... reused from this earlier run
+    checked: bool = False  # its unfilled spec passed check_spec (_resolve)
 
 
 class ControlFlow:
@@ -131,6 +132,8 @@ class ControlFlow:
         groups: dict[str, list[str]]
         maybe_ready: deque[str]
         maybe_skip: deque[str]
+        due: set[str]
+        order: dict[str, int]
 
         def _set(self, name: str, new: JobState, force: bool = False) -> None: ...
         def _new_attempt(self, name: str, attempt: int, not_before: float,

@@ -15,6 +15,7 @@ simply waits in jobmesh as usual.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from jobmesh.common.placeholders import parent_refs
@@ -49,6 +50,9 @@ def needs_parents(spec: JobSpec) -> bool:
     return any(parent_refs(t) for t in texts if "{parents." in t)
 
 
+# A Slurm job id, or an array element's (123_4): both work in --dependency=afterok:ID.
+_ID = re.compile(r"[0-9]+(?:_[0-9]+)?")
+
 def dependencies(job: Job, parents: list[Job], counts: list[bool]) -> tuple[str, ...]:
     """The ``--dependency`` terms that let ``job`` be submitted now, or () when it must
     wait in jobmesh. ``counts[i]``: parent i already ended in a way that lets job go on."""
@@ -61,7 +65,7 @@ def dependencies(job: Job, parents: list[Job], counts: list[bool]) -> tuple[str,
             continue
         p = parent.spec
         if (p.kind != "slurm" or cluster(p) != key or parent.state not in _IN_QUEUE
-                or not parent.native or not parent.native.isdigit() or parent.retry_due
+                or not parent.native or not _ID.fullmatch(parent.native) or parent.retry_due
                 or p.repeat is not None
                 or will_retry(p, parent.attempt, parent.first_attempt)):
             return ()

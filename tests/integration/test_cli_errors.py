@@ -141,3 +141,46 @@ def test_hostile_variable_values_from_the_cli(tmp_path: Path, home: Path) -> Non
     res = cli(home, "validate", str(wf), "-v", 'p="x\\ntouch PWN"')
     assert res.returncode == 2 and "control character" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_up_on_a_port_in_use_says_so_in_one_line(home: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = cli(home, "up", "--port", str(port), timeout=90)
+    assert res.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in res.stderr
+    assert "--port" in res.stderr and "Traceback" not in res.stderr + res.stdout
+    assert not (home / "service.json").exists()
+
+
+def _servers_of(home: Path) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if cmd and "nats-server" in cmd[0] and any(str(home) in a for a in cmd):
+            found.append(proc.info["pid"])
+    return found
+
+
+@pytest.mark.parametrize("how", ["bad input", "bad platform", "success"])
+def test_run_leaves_no_nats_server_behind(tmp_path: Path, home: Path, how: str) -> None:
+    """`jobmesh run` starts its private nats-server before it reads the YAML; whatever
+    the outcome (a bad file, a bad JOBMESH_PLATFORM, a run that succeeded), the server
+    is stopped when the command ends."""
+    import os
+
+    from tests.helpers import wait_until, write_workflow
+
+    nodes = {"a": {"exec": "echo hi", "kind": "nope"}} if how == "bad input" else \
+        {"a": {"exec": "echo hi"}}
+    wf = write_workflow(tmp_path, "leftover", nodes, [])
+    env = {**os.environ, **({"JOBMESH_PLATFORM": "foo"} if how == "bad platform" else {})}
+    res = cli(home, "run", str(wf), env=env)
+    assert res.returncode == (0 if how == "success" else 2), (res.stdout, res.stderr)
+    wait_until(lambda: not _servers_of(home), 15, "the private nats-server to stop")

@@ -22,16 +22,11 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tests import slurmcluster, sshhosts
-from tests.conftest import cli, write_workflow
+from tests.helpers import cli, status, write_workflow
 
 pytestmark = pytest.mark.integration
 SVG = {"s": "http://www.w3.org/2000/svg"}
 
-
-def status(home: Path, name: str, env: dict[str, str] | None = None) -> dict:
-    res = cli(home, "status", name, "--output", "json", env=env)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,32 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    NATS_TOKEN,
-    Services,
-    anonymous_connect,
-    read_log,
-    run_async,
-    write_workflow,
-)
+from tests.conftest import NATS_TOKEN, Services
+from tests.helpers import anonymous_connect, free_ports, read_log, run_async, write_workflow
 
 pytestmark = pytest.mark.integration
 
 JOBS = 200
 ROUTE_PASSWORD = "jobmesh-test-routes"
 
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Cluster:

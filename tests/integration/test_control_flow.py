@@ -11,18 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from jobmesh.common import subjects
 
-from tests.conftest import ROOT, cli, wait_until, write_workflow
+from jobmesh.common import subjects
+from tests.helpers import ROOT, cli, status, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
 SWEEP = str(ROOT / "examples" / "sweep.yaml")
 
-
-def status(home: Path, name: str) -> dict[str, Any]:
-    res = cli(home, "status", name, "-o", "json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
 def ts(text: str) -> float:

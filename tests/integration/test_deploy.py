@@ -47,8 +47,10 @@ def compose(*args: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT)
 
 
-@pytest.mark.parametrize("files", [["compose.yml"], ["compose.yml", "compose.cluster.yml"]],
-                         ids=["single", "cluster"])
+@pytest.mark.parametrize("files", [["compose.yml"], ["compose.yml", "compose.cluster.yml"],
+                                   ["compose.yml", "compose.ssh.yml"],
+                                   ["compose.yml", "compose.cluster.yml", "compose.ssh.yml"]],
+                         ids=["single", "cluster", "ssh", "cluster+ssh"])
 def test_compose_config_is_valid(files: list[str]) -> None:
     args = [a for f in files for a in ("-f", str(DEPLOY / f))]
     res = compose(*args, "config", "-q")
@@ -197,7 +199,7 @@ def test_executor_with_a_wrong_token_fails_at_once(tmp_path: Path, how: str) -> 
                              env={**os.environ, **env, "JOBMESH_HOME": str(tmp_path / "home")})
         took = time.monotonic() - t0
         assert res.returncode != 0
-        assert took < 8, f"took {took:.1f}s"
+        assert took < 20, f"took {took:.1f}s"  # a retry loop would run into the 30 s timeout
         assert "refused the credentials" in res.stderr, res.stderr
         assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, res.stderr
     finally:
@@ -213,7 +215,7 @@ def test_unreachable_nats_fails_at_once_and_names_every_url(tmp_path: Path) -> N
     res = subprocess.run([sys.executable, "-m", "jobmesh.scheduler", "--nats", urls],
                          capture_output=True, text=True, timeout=30,
                          env={**os.environ, "JOBMESH_HOME": str(tmp_path)})
-    assert res.returncode == 1 and time.monotonic() - t0 < 8
+    assert res.returncode == 1 and time.monotonic() - t0 < 20  # not retried until the timeout
     assert f"cannot connect to NATS at nats://127.0.0.1:{a}, nats://127.0.0.1:{b}" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -231,7 +233,6 @@ def test_misconfigured_nats_fails_at_once(tmp_path: Path) -> None:
     finally:
         single.stop()
     from jobmesh.cli.natsserver import find_binary
-
     from tests.integration.test_cluster import free_ports
 
     port = free_ports(1)[0]

@@ -13,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import JOBMESH, cli, pid_alive, wait_until, write_workflow
+from tests.helpers import JOBMESH, cli, pid_alive, status, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
 
-
-def status(home: Path, name: str) -> dict:
-    res = cli(home, "status", name, "--output", "json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def ts(text: str) -> float:
@@ -100,8 +95,10 @@ def test_cancel_leaves_no_process_behind(tmp_path: Path, home: Path, bus, servic
                30, "the job to start its child")
     child = int((tmp_path / "child.pid").read_text())
     job_pid = int((tmp_path / "job.pid").read_text())
-    snap = bus.wait("cancelme", lambda s: s.jobs["long.sh"].state.value == "RUNNING", 15,
-                    "the job to show RUNNING")
+    # 'quick' must have ended before the cancel, or the cancel rightly catches it too
+    snap = bus.wait("cancelme", lambda s: s.jobs["long.sh"].state.value == "RUNNING"
+                    and s.jobs["quick"].state.value == "SUCCEEDED", 30,
+                    "the job to show RUNNING and 'quick' to succeed")
     wrapper = int(snap.jobs["long.sh"].native_id)
     assert pid_alive(child) and pid_alive(wrapper)
     from jobmesh.common import ops

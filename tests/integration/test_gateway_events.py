@@ -351,6 +351,14 @@ def test_uploads_edits_and_deletes_are_announced(up: Up) -> None:
     assert up.api.delete("/api/workflows/ran").status_code == 200
     stream.until(lambda ev: ev == ("deleted", {"name": "ran"}, None))
     stream.close()
+    # A stream opened just after a deletion still says so: a page that listed the
+    # workflow a moment before (GET /api/workflows) must drop its row.
+    wait_until(lambda: up.api.get("/api/workflows/ran").status_code == 404, 30,
+               "the monitor to drop the deleted workflow's state")
+    late = Stream(up.url, "/api/events")
+    late.wait_live()
+    late.until(lambda ev: ev == ("deleted", {"name": "ran"}, None), 15)
+    late.close()
 
 
 def test_down_with_open_streams_is_prompt(home: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from jobmesh.common import ops
 from jobmesh.common.loader import load_workflow
 

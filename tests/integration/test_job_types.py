@@ -3,7 +3,6 @@ kernel, timeouts, retries, outputs passed between jobs, and staged files."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,15 +12,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tests.conftest import cli, pid_alive, wait_until, write_workflow
+from tests.helpers import cli, pid_alive, status, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
 
-
-def status(home: Path, name: str, *extra: str) -> dict:
-    res = cli(home, "status", name, "--output", "json", *extra)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ bkill (tests/fakelsf/lsf.py) print LSF 10.1's documented formats and really run 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, cli, write_workflow
+from tests.helpers import status
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,6 @@ def lsf_env(tmp_path: Path, home: Path) -> dict[str, str]:
             "FAKE_LSF_DIR": str(tmp_path / "lsfstate"), "JOBMESH_HOME": str(home)}
 
 
-def status(home: Path, name: str, env: dict[str, str]) -> dict:
-    res = cli(home, "status", name, "-o", "json", env=env)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
-
 
 def test_lsf_contract_chain_failure_and_directives(tmp_path: Path, home: Path,
                                                    lsf_env: dict[str, str]) -> None:
@@ -44,7 +39,7 @@ def test_lsf_contract_chain_failure_and_directives(tmp_path: Path, home: Path,
     }, ["prep,compute", "broken,after"])
     res = cli(home, "run", str(wf), env=lsf_env, timeout=180)
     assert res.returncode == 1, res.stderr
-    jobs = status(home, "lsfwf", lsf_env)["jobs"]
+    jobs = status(home, "lsfwf", env=lsf_env)["jobs"]
     assert jobs["compute"]["state"] == "SUCCEEDED" and jobs["compute"]["msg"] == "lsf-done"
     assert jobs["compute"]["native_id"].isdigit()
     script = Path(jobs["compute"]["run_dir"], "batch.sh").read_text()
@@ -77,3 +72,31 @@ def test_lsf_contract_cancel_uses_bkill(tmp_path: Path, home: Path, lsf_env: dic
     assert snap.jobs["long"].state.value == "CANCELED"
     jid = snap.jobs["long"].native_id
     assert (Path(lsf_env["FAKE_LSF_DIR"]) / jid / "stat").read_text() == "EXIT"
+
+
+def test_lsf_contract_foreach_is_one_job_array(tmp_path: Path, home: Path,
+                                               lsf_env: dict[str, str]) -> None:
+    """Three elements go out as one ``bsub -J "name[1-3]"``; each runs with its own
+    $LSB_JOBINDEX, writes its own log through %I, and is followed as ``id[index]``."""
+    runs = str(tmp_path / "lsf-runs")
+    wf = write_workflow(tmp_path, "lsfarr", {"sweep": {
+        "kind": "lsf", "workdir": runs, "foreach": {"i": "[1-3]"}, "array": 2,
+        "exec": "echo value {i} index $LSB_JOBINDEX"}}, [])
+    res = cli(home, "run", str(wf), "--parallel", "3", env=lsf_env, timeout=180)
+    assert res.returncode == 0, res.stderr + res.stdout
+    jobs = status(home, "lsfarr", env=lsf_env)["jobs"]
+    arrays = [p for p in Path(lsf_env["FAKE_LSF_DIR"]).iterdir() if p.name.isdigit()]
+    assert len(arrays) == 1, arrays
+    master = arrays[0].name
+    seen = set()
+    for i in (1, 2, 3):
+        job = jobs[f"sweep-i_{i}"]
+        assert job["state"] == "SUCCEEDED"
+        assert job["native_id"].startswith(f"{master}[") and job["native_id"].endswith("]")
+        index = job["native_id"][len(master) + 1:-1]
+        seen.add(index)
+        log = Path(job["run_dir"], "job.log").read_text()
+        assert f"value {i} index {index}" in log, log
+    assert seen == {"1", "2", "3"}
+    assert (Path(lsf_env["FAKE_LSF_DIR"]) / master / "name").read_text().startswith(
+        "jm-lsfarr-sweep-1-a")

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from jobmesh.common.messages import JobFailed, JobReady, JobStarted, JobSucceeded
 from jobmesh.common.spec import JobSpec
-from jobmesh.executor import remote
+from jobmesh.executor import remotewatch
 from jobmesh.executor.remote import RemoteExecutor
 from jobmesh.executor.transport import LocalTransport, Result
 
@@ -76,7 +77,7 @@ def test_one_command_claims_stages_and_launches(tmp_path: Path) -> None:
 
 def test_a_claimed_directory_without_a_job_fails_instead_of_waiting_forever(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(remote, "NEVER_STARTED", 1.0)
+    monkeypatch.setattr(remotewatch, "NEVER_STARTED", 1.0)
     job = ready(tmp_path, exec=f"touch {tmp_path}/ran")
     rdir = tmp_path / "runs" / "w" / job.run / "j" / "1"
     rdir.mkdir(parents=True)  # an executor died between the claim and the launch

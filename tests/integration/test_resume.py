@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import cli, wait_until, write_workflow
+from tests.helpers import cli, status, wait_until, write_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +45,6 @@ def counts(folder: Path) -> dict[str, int]:
         folder / f"{j}.count").exists() else 0 for j in "ABC"}
 
 
-def status(home: Path) -> dict[str, Any]:
-    res = cli(home, "status", "chain", "-o", "json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
-
 
 def run_ok(home: Path, wf: Path, *extra: str) -> str:
     res = cli(home, "run", str(wf), "-q", *extra)
@@ -61,14 +56,14 @@ def test_chain_reruns_only_what_changed(tmp_path: Path, home: Path) -> None:
     folder = tmp_path / "wf"
     wf = chain(folder)
     run_ok(home, wf)
-    first = status(home)
+    first = status(home, "chain")
     assert counts(folder) == {"A": 1, "B": 1, "C": 1}
 
     chain(folder, c_cmd="echo C2")  # C's command changed: only C runs
     said = run_ok(home, wf)
     assert counts(folder) == {"A": 1, "B": 1, "C": 2}
     assert "2 of 3 jobs reused" in said
-    doc = status(home)
+    doc = status(home, "chain")
     for job in "AB":
         assert doc["jobs"][job]["state"] == "SUCCEEDED"
         assert doc["jobs"][job]["reason"] == "cached"
@@ -93,7 +88,7 @@ def test_chain_reruns_only_what_changed(tmp_path: Path, home: Path) -> None:
 
     run_ok(home, wf, "--restart")  # reruns all three
     assert counts(folder) == {"A": 2, "B": 3, "C": 4}
-    assert status(home)["reused"]["jobs"] == 0
+    assert status(home, "chain")["reused"]["jobs"] == 0
 
 
 def test_cache_false_on_a_node_or_in_defaults_always_reruns(tmp_path: Path,
@@ -133,7 +128,7 @@ def test_failed_jobs_are_never_reused_retried_successes_are(tmp_path: Path,
     (tmp_path / "fixed").touch()
     run_ok(home, wf)
     assert counts(tmp_path) == {"A": 2, "B": 2, "C": 1}  # A's second attempt reused
-    doc = status(home)
+    doc = status(home, "chain")
     assert doc["jobs"]["A"]["reason"] == "cached" and doc["jobs"]["A"]["cached_from"][
         "attempt"] == 2
 
@@ -142,7 +137,7 @@ def test_a_hit_needs_the_earlier_run_directory_to_agree(tmp_path: Path, home: Pa
     folder = tmp_path / "wf"
     wf = chain(folder)
     run_ok(home, wf)
-    a_dir = Path(status(home)["jobs"]["A"]["run_dir"])
+    a_dir = Path(status(home, "chain")["jobs"]["A"]["run_dir"])
     (a_dir / "exit").write_text("1\n")  # the durable record says A did not succeed
     run_ok(home, wf)
     # A runs again (same key), so B and C, whose keys did not change, are still reused.
@@ -279,7 +274,7 @@ def test_a_slurm_job_takes_part(tmp_path: Path, home: Path) -> None:
             assert res.returncode == 0, res.stderr + res.stdout
             (folder / "result.txt").unlink()
         assert counts(folder) == {"A": 1, "B": 1, "C": 0}
-        doc = status(home)
+        doc = status(home, "chain")
         assert doc["jobs"]["A"]["reason"] == "cached" and doc["jobs"]["A"]["kind"] == "slurm"
         # its output came back from the Slurm job's run directory on the second run
         assert "/slurm-runs/" in doc["jobs"]["A"]["cached_from"]["run_dir"]

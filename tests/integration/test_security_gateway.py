@@ -231,12 +231,24 @@ def _head(gw: Gw, extra: str) -> bytes:
 
 
 def _status(sock: socket.socket) -> tuple[int, str]:
+    """The answer's status and body: the body may come in a later segment than the
+    head, so read it up to its Content-Length (or until the server closes)."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    want: int | None = None
+    try:
+        while True:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep and want is None:
+                want = next((int(ln.split(b":", 1)[1]) for ln in head.split(b"\r\n")
+                             if ln.lower().startswith(b"content-length:")), 0)
+            if sep and len(body) >= (want or 0):
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:  # closed while we were still sending: keep what came
+        pass
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body.decode(errors="replace")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from tests import slurmcluster, sshhosts
 from tests.conftest import cli, wait_until, write_workflow
+from tests.helpers import status
 
 why = slurmcluster.available()
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
@@ -32,11 +32,6 @@ def run(home: Path, wf: Path, slurm: slurmcluster.Slurm, *extra: str, timeout: f
     return cli(home, "run", str(wf), *extra, timeout=timeout,
                env={**slurm.env, "JOBMESH_HOME": str(home)})
 
-
-def status(home: Path, name: str, slurm: slurmcluster.Slurm) -> dict:
-    res = cli(home, "status", name, "-o", "json", env=slurm.env)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def node(tmp_path: Path, **attrs: object) -> dict[str, object]:
@@ -69,7 +64,7 @@ def test_local_slurm_slurm_local_succeeds_with_job_ids(slurm, tmp_path: Path,
     }, ["prep,sim.sh,post,report"], files={"sim.sh": script})
     res = run(home, wf, slurm)
     assert res.returncode == 0, res.stderr + res.stdout
-    jobs = status(home, "hpc", slurm)["jobs"]
+    jobs = status(home, "hpc", env=slurm.env)["jobs"]
     for name in ("sim.sh", "post"):
         jid = jobs[name]["native_id"]
         assert jid.isdigit(), jid
@@ -89,7 +84,7 @@ def test_failing_slurm_job_fails_workflow_and_skips(slurm, tmp_path: Path, home:
     }, ["bad,after"])
     res = run(home, wf, slurm)
     assert res.returncode == 1
-    jobs = status(home, "hpcfail", slurm)["jobs"]
+    jobs = status(home, "hpcfail", env=slurm.env)["jobs"]
     assert jobs["bad"]["state"] == "FAILED" and jobs["bad"]["exit_code"] == 7
     assert "exit code 7" in jobs["bad"]["reason"]
     assert jobs["after"]["state"] == "SKIPPED"
@@ -167,8 +162,9 @@ def test_native_dependencies_queue_the_chain_in_slurm(slurm, tmp_path: Path, hom
                                                       services) -> None:
     """slurm_dependencies: true submits s2 and s3 while s1 still runs; they wait in
     Slurm's queue (reason Dependency) and the chain ends as usual."""
-    from jobmesh.cli.view import final_table
     from rich.console import Console
+
+    from jobmesh.cli.view import final_table
 
     gate, out = tmp_path / "go", tmp_path / "chain.txt"
     wf = write_workflow(tmp_path, "hpcchain", {
@@ -219,7 +215,7 @@ def test_native_dependencies_failure_skips_the_queued_chain(slurm, tmp_path: Pat
     }, ["s1,s2,s3"])
     res = run(home, wf, slurm, "--parallel", "8")  # chained jobs hold a slot while queued
     assert res.returncode == 1, res.stderr + res.stdout
-    jobs = status(home, "hpcchainfail", slurm)["jobs"]
+    jobs = status(home, "hpcchainfail", env=slurm.env)["jobs"]
     assert jobs["s1"]["state"] == "FAILED" and jobs["s1"]["exit_code"] == 3
     assert jobs["other"]["state"] == "SUCCEEDED"
     for name in ("s2", "s3"):
@@ -228,16 +224,6 @@ def test_native_dependencies_failure_skips_the_queued_chain(slurm, tmp_path: Pat
         jid = jobs[name]["native_id"]
         assert jid and slurm.state(jid) == "CANCELLED"  # Slurm dropped it, it never ran
     assert not ran.exists()
-
-
-def test_time_limit_fails_with_reason_timeout(slurm, tmp_path: Path, home: Path) -> None:
-    wf = write_workflow(tmp_path, "hpctime", {"slow": node(tmp_path, exec="sleep 600",
-                                                           time="1")}, [])
-    res = run(home, wf, slurm, timeout=300)
-    assert res.returncode == 1
-    job = status(home, "hpctime", slurm)["jobs"]["slow"]
-    assert job["state"] == "FAILED" and job["reason"] == "timeout"
-    assert slurm.state(job["native_id"]) == "TIMEOUT"
 
 
 def test_slurm_through_an_ssh_login_node(slurm, tmp_path: Path, home: Path,
@@ -252,7 +238,7 @@ def test_slurm_through_an_ssh_login_node(slurm, tmp_path: Path, home: Path,
             "kind": "slurm", "slurm_conf": str(slurm.conf)}}, [])
         res = run(home, wf, slurm)
         assert res.returncode == 0, res.stderr + res.stdout
-        job = status(home, "hpcssh", slurm)["jobs"]["remote"]
+        job = status(home, "hpcssh", env=slurm.env)["jobs"]["remote"]
         assert job["native_id"].isdigit() and slurm.state(job["native_id"]) == "COMPLETED"
         assert login.logins() == 1
     finally:

@@ -14,7 +14,8 @@ import pytest
 
 from tests import slurmcluster
 from tests.conftest import cli, write_workflow
-from tests.integration.test_slurm import node, status
+from tests.helpers import status
+from tests.integration.test_slurm import node
 
 why = slurmcluster.available()
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
@@ -56,7 +57,7 @@ def test_squeue_runs_at_most_once_per_interval_and_exit_files_end_jobs(
     env.pop("JOBMESH_SQUEUE_INTERVAL")  # the node's attribute decides
     res = cli(home, "run", str(wf), timeout=240, env=env)
     assert res.returncode == 0, res.stderr + res.stdout
-    got = status(home, "hpcpoll", slurm)["jobs"]
+    got = status(home, "hpcpoll", env=slurm.env)["jobs"]
     for name in ("a", "b", "c"):
         assert got[name]["state"] == "SUCCEEDED"
         assert slurm.state(got[name]["native_id"]) in ("COMPLETED", "COMPLETING")
@@ -76,7 +77,7 @@ def test_failed_exit_file_still_gets_slurms_reason(slurm, tmp_path: Path,
     env.pop("JOBMESH_SQUEUE_INTERVAL")
     res = cli(home, "run", str(wf), timeout=240, env=env)
     assert res.returncode == 1
-    job = status(home, "hpcpollfail", slurm)["jobs"]["bad"]
+    job = status(home, "hpcpollfail", env=slurm.env)["jobs"]["bad"]
     assert job["state"] == "FAILED" and job["exit_code"] == 7
     assert slurm.state(job["native_id"]) == "FAILED"
 
@@ -84,7 +85,8 @@ def test_failed_exit_file_still_gets_slurms_reason(slurm, tmp_path: Path,
 def refusing_sbatch(folder: Path, most: int) -> Path:
     """A stand-in ``sbatch`` in front of the real one: while ``most`` or more jobs are
     pending or running it refuses with Slurm's own message (as a QOS MaxSubmitJobsPerUser
-    limit does); otherwise it runs the real ``sbatch``, one call at a time. It logs "refused" or "passed"."""
+    limit does); otherwise it runs the real ``sbatch``, one call at a time.
+    It logs "refused" or "passed"."""
     real_sbatch, real_squeue = shutil.which("sbatch"), shutil.which("squeue")
     assert real_sbatch and real_squeue
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,7 +122,45 @@ def test_submit_limit_keeps_jobs_queued_until_room_appears(slurm, tmp_path: Path
     env = {**slurm.env, "PATH": f"{shims}:{slurm.env['PATH']}", "JOBMESH_HOME": str(home)}
     res = cli(home, "run", str(wf), "--parallel", "6", timeout=300, env=env)
     assert res.returncode == 0, res.stderr + res.stdout
-    got = status(home, "hpclimit", slurm)["jobs"]
+    got = status(home, "hpclimit", env=slurm.env)["jobs"]
     assert all(got[f"j{i}"]["state"] == "SUCCEEDED" for i in range(6)), got
     log = calls.read_text().split()
     assert log.count("refused") >= 1 and log.count("passed") == 6, log
+
+
+def test_max_queued_keeps_jobmesh_under_the_limit(slurm, tmp_path: Path, home: Path) -> None:
+    """``max_queued: 2``: jobmesh never has more than 2 jobs of the cluster submitted and
+    unfinished, so the site's limit is never hit. A stand-in sbatch (then the real one)
+    counts, at each call, the run directories with a Slurm id and no exit file yet, and
+    the elements that call submits. Six elements of a foreach all succeed."""
+    shims = tmp_path / "shims"
+    shims.mkdir(parents=True)
+    real = shutil.which("sbatch")
+    runs = tmp_path / "slurm-runs"
+    (shims / "sbatch").write_text(f"""#!/bin/sh
+n=0
+for d in {runs}/capped/*/[!@]*/*/; do  # run/job/attempt, not @arrays/<name>
+  [ -e "$d/jobid" ] && [ ! -e "$d/exit" ] && n=$((n+1))
+done
+a=$(printf '%s\\n' "$@" | sed -n 's/^--array=\\([^%]*\\).*/\\1/p')
+echo "$n ${{a:-single}}" >> {shims}/calls
+exec {real} "$@"
+""")
+    (shims / "sbatch").chmod(0o755)
+    jobs = {"w": node(tmp_path, foreach={"i": "[1-6]"}, max_queued=2,
+                      exec="sleep 2; echo {i}")}
+    wf = write_workflow(tmp_path, "capped", jobs, [])
+    env = {**slurm.env, "PATH": f"{shims}:{slurm.env['PATH']}", "JOBMESH_HOME": str(home)}
+    res = cli(home, "run", str(wf), "--parallel", "6", timeout=300, env=env)
+    assert res.returncode == 0, res.stderr + res.stdout
+    got = status(home, "capped", env=slurm.env)["jobs"]
+    assert all(j["state"] == "SUCCEEDED" for j in got.values()), got
+    submitted = 0
+    for line in (shims / "calls").read_text().splitlines():
+        before, spec = line.split()
+        size = 1 if spec == "single" else sum(
+            int(b) - int(a) + 1 for a, _, b in (p.partition("-") if "-" in p else (p, "", p)
+                                                for p in spec.split(",")))
+        assert int(before) + size <= 2, line
+        submitted += size
+    assert submitted == 6

@@ -3,7 +3,6 @@ loopback. And the WSL executor as a contract test with a stand-in wsl.exe."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from tests import sshhosts
 from tests.conftest import cli, write_workflow
+from tests.helpers import status
 
 why = sshhosts.available()
 pytestmark = [pytest.mark.integration, pytest.mark.ssh]
@@ -30,11 +30,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshhosts.Lab]:
     yield lab
     lab.stop()
 
-
-def status(home: Path, name: str) -> dict:
-    res = cli(home, "status", name, "--output", "json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def test_hybrid_local_host1_host2_local_passes_a_file(lab: sshhosts.Lab, tmp_path: Path,

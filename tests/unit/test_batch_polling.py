@@ -4,6 +4,7 @@ limits (jobmesh.executor.batch)."""
 from __future__ import annotations
 
 import pytest
+
 from jobmesh.executor.batch import _LIMIT, DEFAULT_STATUS_INTERVAL, status_interval
 
 pytestmark = pytest.mark.unit

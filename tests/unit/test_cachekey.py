@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from jobmesh.common.cachekey import FileDigests, job_key, material
 from jobmesh.common.spec import JobSpec
 

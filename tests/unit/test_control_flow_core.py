@@ -1,7 +1,8 @@
 """Control flow in the pure cores: the scheduler decides, the monitor's fold agrees.
 
-Every test runs the scheduler core like its shell does (each instruction comes back as an
-event on the log) and folds the same log, so the workflow's final state is checked too.
+Every test runs the scheduler core like its shell does (``_schedsim.Sim``: each
+instruction becomes the shell's messages, and those for the log come back to the core)
+and folds the same log, so the workflow's final state is checked too.
 """
 
 from __future__ import annotations
@@ -10,22 +11,15 @@ from typing import Any
 
 import pytest
 import yaml
+
 from jobmesh.common.loader import parse_workflow
-from jobmesh.common.messages import (
-    JobCanceled,
-    JobFailed,
-    JobPending,
-    JobReadied,
-    JobsExpanded,
-    JobSkipped,
-    JobStarted,
-    JobSucceeded,
-    WorkflowSubmitted,
-)
 from jobmesh.common.states import JobState, WorkflowState
 from jobmesh.monitor.fold import Fold
 from jobmesh.monitor.graph import layered_svg, layout_key
-from jobmesh.scheduler.core import ExpandJob, MarkJob, ReleaseJob, SchedulerCore
+from jobmesh.scheduler.core import ExpandJob, MarkJob, ReleaseJob
+
+from . import _schedsim
+from ._schedsim import released
 
 pytestmark = pytest.mark.unit
 
@@ -36,67 +30,11 @@ def load(nodes: dict[str, Any], deps: list[str] | None = None, **top: Any) -> An
     return parse_workflow(text, "w.yaml", "/tmp").workflow
 
 
-class Sim:
+class Sim(_schedsim.Sim):
+    """The shared simulator (the shipping shell's messages) with the monitor's fold."""
+
     def __init__(self, spec: Any, parallel: int = 100):
-        self.core, self.fold, self.log = SchedulerCore(), Fold(), []
-        self.feed(WorkflowSubmitted(workflow="w", run="r1", spec=spec, parallel=parallel,
-                                    time=0.0))
-
-    def feed(self, msg: Any) -> None:
-        self.log.append(msg)
-        self.core.apply(msg)
-        self.fold.apply(len(self.log), msg)
-
-    def ev(self, cls: Any, job: str, attempt: int = 1, t: float = 1.0, **kw: Any) -> None:
-        self.feed(cls(workflow="w", run="r1", job=job, attempt=attempt, time=t, **kw))
-
-    def done(self, job: str, attempt: int = 1, **kw: Any) -> None:
-        self.ev(JobStarted, job, attempt)
-        self.ev(JobSucceeded, job, attempt, **kw)
-
-    def fail(self, job: str, attempt: int = 1) -> None:
-        self.ev(JobStarted, job, attempt)
-        self.ev(JobFailed, job, attempt, exit_code=1)
-
-    def step(self, now: float = 1.0, publish: bool = True) -> list[Any]:
-        out = self.core.decide(now)
-        if not publish:
-            return out
-        for i in sorted(out, key=lambda i: not isinstance(i, ExpandJob)):  # as the shell
-            common = {"workflow": "w", "run": "r1", "job": i.job, "attempt": i.attempt,
-                      "time": now}
-            if isinstance(i, ReleaseJob):
-                self.feed(JobReadied(pool=i.pool, **common))
-            elif isinstance(i, ExpandJob):
-                self.feed(JobsExpanded(jobs=i.jobs, edges=i.edges, **common))
-            elif isinstance(i, MarkJob):
-                cls = {JobState.SKIPPED: JobSkipped, JobState.CANCELED: JobCanceled,
-                       JobState.PENDING: JobPending, JobState.FAILED: JobFailed}[i.state]
-                extra: dict[str, Any] = {}
-                if i.state is JobState.PENDING:
-                    extra = {"not_before": i.not_before, "iteration": i.iteration}
-                if i.state is JobState.SKIPPED:
-                    extra = {"benign": i.benign}
-                self.feed(cls(reason=i.reason, **common, **extra))
-        return out
-
-    def state(self, job: str) -> JobState:
-        return self.core.runs["w"].jobs[job].state
-
-    @property
-    def snap(self) -> Any:
-        return self.fold.snaps["w"]
-
-    def replay(self) -> SchedulerCore:
-        core = SchedulerCore()
-        for msg in self.log:
-            core.apply(msg)
-        core.reconcile()
-        return core
-
-
-def released(out: list[Any]) -> list[str]:
-    return [i.job for i in out if isinstance(i, ReleaseJob)]
+        super().__init__(spec, parallel, fold=True)
 
 
 def marks(out: list[Any], state: JobState) -> list[tuple[str, str]]:

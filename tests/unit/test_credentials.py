@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from jobmesh.cli.natsserver import NatsServerError, config
 from jobmesh.common.credentials import (
     CredentialsError,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from jobmesh.common.expand import (
     MAX_JOBS,
     ExpandError,

@@ -6,13 +6,14 @@ import logging
 from typing import Any
 
 import pytest
+
 from jobmesh.common.messages import JobSucceeded, WorkflowSubmitted
 from jobmesh.common.states import JobState
 from jobmesh.scheduler.app import SchedulerService
 from jobmesh.scheduler.core import MarkJob, ReleaseJob
 
 from ._build import workflow
-from .test_scheduler_core import Sim
+from ._schedsim import Sim
 
 pytestmark = pytest.mark.unit
 
@@ -86,10 +87,10 @@ def test_an_event_the_core_cannot_apply_is_logged_and_skipped(monkeypatch, caplo
     svc.core = Sim(workflow(names=["a"], name="w")).core
     real = svc.core.apply
 
-    def apply(msg: Any) -> None:
+    def apply(msg: Any, seq: int = 0) -> None:
         if getattr(msg, "job", None) == "a":
             raise ValueError("poison")
-        real(msg)
+        real(msg, seq)
 
     monkeypatch.setattr(svc.core, "apply", apply)
     with caplog.at_level(logging.ERROR, "jobmesh.scheduler"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+
 from jobmesh.common.labels import NA, format_duration, render_label
 
 pytestmark = pytest.mark.unit

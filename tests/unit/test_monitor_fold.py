@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from jobmesh.common.messages import (
     JobCanceled,
     JobCancelRequested,
@@ -306,3 +307,92 @@ def test_delete_forgets_the_workflow() -> None:
 def test_empty_workflow_succeeds_at_once() -> None:
     log = Log(workflow(names=[]))
     assert log.snap.state is WorkflowState.SUCCEEDED
+
+
+# -- run history: queue times and replaced runs ------------------------------------------
+
+def test_queue_time_is_kept_per_attempt_and_reset_by_a_retry() -> None:
+    log = Log(workflow([("a", "b")], a={"retries": 1}))
+    log.ev(JobReadied, "a", 101.0)
+    log.ev(JobQueued, "a", 102.0)
+    log.ev(JobStarted, "a", 104.0)
+    assert log.fold.queued["w"] == {"a": 101.0}  # released at 101, not queued at 102
+    log.ev(JobFailed, "a", 105.0, exit_code=1)
+    log.ev(JobPending, "a", 105.5, attempt=2)
+    assert "a" not in log.fold.queued["w"]
+    log.ev(JobQueued, "a", 106.0, attempt=2)
+    assert log.fold.queued["w"] == {"a": 106.0}
+
+
+def test_a_new_run_hands_over_the_old_one_once() -> None:
+    spec = workflow([("a", "b")])
+    log = Log(spec)
+    log.put(WorkflowSubmitted(workflow="w", run="r1", spec=spec, parallel=3, time=100.0))
+    assert log.fold.superseded == []  # the same run again: nothing replaced
+    log.ev(JobReadied, "a", 101.0)
+    log.put(WorkflowSubmitted(workflow="w", run="r2", spec=spec, parallel=3, time=120.0))
+    [(old, queued, new)] = log.fold.superseded
+    assert (old.run, new, queued) == ("r1", "r2", {"a": 101.0})
+    assert log.snap.run == "r2" and log.fold.queued["w"] == {}
+    log.ev(JobStarted, "a", 121.0, run="r1")  # the old run's late events change nothing
+    assert old.jobs["a"].state is JobState.READY and log.fold.queued["w"] == {}
+    assert log.job("a").state is JobState.PENDING
+
+
+def test_deleting_drops_what_was_not_handed_over() -> None:
+    spec = workflow([("a", "b")])
+    log = Log(spec)
+    log.put(WorkflowSubmitted(workflow="w", run="r2", spec=spec, parallel=3, time=120.0))
+    log.put(WorkflowDeleted(workflow="w", run="r2", time=130.0))
+    assert log.fold.superseded == [] and "w" not in log.fold.queued
+
+
+def test_history_summaries_keep_the_newest_runs_and_refuse_bad_ids() -> None:
+    from jobmesh.common.names import InvalidName
+    from jobmesh.monitor import history
+
+    log = Log(workflow([("a", "b")]))
+    log.ev(JobStarted, "a", 103.0)
+    line = history.summary(log.snap, replaced_by="r2", now=110.0)
+    assert (line["state"], line["started"], line["ended"], line["duration"]) == (
+        "CANCELED", 103.0, 110.0, 7.0)  # replaced while it ran
+    assert line["counts"] == {"PENDING": 1, "RUNNING": 1} and line["jobs"] == 2
+    runs: list[dict[str, Any]] = []
+    for i in range(4):
+        runs, dropped = history.merge(runs, {"run": f"r{i}", "created": float(i)}, keep=3)
+    assert [r["run"] for r in runs] == ["r1", "r2", "r3"] and dropped == ["r0"]
+    runs, dropped = history.merge(runs, {"run": "r2", "created": 2.0, "state": "X"}, keep=3)
+    assert [r["run"] for r in runs] == ["r1", "r2", "r3"] and runs[1]["state"] == "X"
+    snap, queued = history.read_record(history.record(log.snap, {"a": 101.5}))
+    assert snap == log.snap and queued == {"a": 101.5}
+    assert history.record_key("w", "20261203T230512-3fa2") == "w.20261203T230512-3fa2"
+    for bad in ("r.1", "", "../x", "r*", "a" * 65):
+        with pytest.raises(InvalidName, match="invalid run id"):
+            history.record_key("w", bad)
+
+
+def test_run_store_writes_only_what_changed_and_drops_past_keep() -> None:
+    from jobmesh.monitor import history
+    from jobmesh.monitor.runs import RunStore
+
+    spec = workflow([("a", "b")])
+    log = Log(spec)
+    for job in ("a", "b"):
+        log.ev(JobStarted, job, 101.0)
+        log.ev(JobSucceeded, job, 102.0)
+    store = RunStore(keep=2)
+    store.stored["w"] = {"r1": history.summary(log.snap)}  # what a monitor wrote before
+    store.note(log.snap, {})
+    assert store.pending == {} and store.changed == set()  # the same: nothing to write
+    store.note(log.snap, {}, replaced_by="r2")
+    assert store.pending == {} and store.changed == {"w"}  # only the index changes
+    for run in ("r2", "r3"):
+        log.put(WorkflowSubmitted(workflow="w", run=run, spec=spec, parallel=3, time=110.0))
+        store.note(log.snap, {"a": 111.0})
+    assert set(store.pending) == {("w", "r2"), ("w", "r3")}
+    assert [r["run"] for r in store.index["w"]] == ["r2", "r3"] and store.drop == {("w", "r1")}
+    bad = log.snap.model_copy(update={"run": "r.9"})
+    store.note(bad, {})  # a run id unfit for a key is not kept
+    assert ("w", "r.9") not in store.pending
+    store.forget("w")
+    assert store.pending == {} and store.drop == set() and store.purge == {"w"}

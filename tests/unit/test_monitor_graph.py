@@ -7,6 +7,7 @@ import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from jobmesh.common.messages import JobStatus, WorkflowSnapshot
 from jobmesh.common.states import JobState
 from jobmesh.monitor import graph
@@ -240,3 +241,59 @@ def test_style_empty_means_filled_and_none_means_filled_rounded() -> None:
     assert 'style="filled"' in node_line(src, "a")
     assert 'style="filled,rounded"' in node_line(src, "b")
     assert 'style="dashed,filled"' in node_line(src, "c")
+
+
+# -- large workflows: each foreach node drawn as one node ---------------------------------
+
+def sweep(n: int):
+    """prep -> train-i_<k> (n jobs, from the foreach node 'train') -> report"""
+    members = [f"train-i_{k}" for k in range(n)]
+    spec = workflow([("prep", m) for m in members] + [(m, "report") for m in members],
+                    **{m: {"foreach_of": "train", "params": {"i": k}}
+                       for k, m in enumerate(members)})
+    return spec, members
+
+
+def test_small_workflows_are_not_collapsed() -> None:
+    spec, _ = sweep(10)
+    assert graph.collapse(spec) == (spec, {})
+    assert graph.collapse(spec, limit=5)[1] == {"train": [f"train-i_{k}" for k in range(10)]}
+
+
+@pytest.mark.parametrize("dot", [True, False])
+def test_a_big_foreach_is_one_node_with_counts(monkeypatch: pytest.MonkeyPatch,
+                                               dot: bool) -> None:
+    if not dot:
+        monkeypatch.setattr(graph.shutil, "which", lambda name: None)
+    elif shutil.which("dot") is None:
+        pytest.skip("Graphviz dot missing")
+    spec, members = sweep(graph.COLLAPSE_LIMIT + 10)
+    g = layout(spec, snapshot(spec), now=0)
+    assert list(g.nodes) == ["prep", "train", "report"]
+    states = {m: JobState.SUCCEEDED for m in members[:100]}
+    states.update({m: JobState.RUNNING for m in members[100:103]})
+    states[members[103]] = JobState.FAILED
+    root = ET.fromstring(g.patch(snapshot(spec, prep=JobState.SUCCEEDED, **states), now=0))
+    nodes = {el.get("data-job"): el for el in root.iterfind(".//s:g[@data-job]", NS)}
+    assert set(nodes) == {"prep", "train", "report"}
+    train = nodes["train"]
+    assert (train.get("data-group"), train.get("data-count")) == ("train", str(len(members)))
+    assert train.get("data-state") == "RUNNING"
+    texts = [t.text for t in train.findall("s:text", NS)]
+    assert texts[0] == "train"
+    assert texts[-1] == f"{len(members)} jobs: 100 done, 1 failed, 3 running, 406 ready"
+    assert "data-group" not in nodes["prep"].attrib
+    # every job ended: the group is done; one failure makes it failed
+    done = snapshot(spec, **{m: JobState.SUCCEEDED for m in members})
+    root = ET.fromstring(g.patch(done, now=0))
+    assert root.find(".//s:g[@data-job='train']", NS).get("data-state") == "SUCCEEDED"
+    done.jobs[members[0]].state = JobState.FAILED
+    root = ET.fromstring(g.patch(done, now=0))
+    assert root.find(".//s:g[@data-job='train']", NS).get("data-state") == "FAILED"
+
+
+def test_group_edges_are_drawn_once() -> None:
+    spec, _ = sweep(graph.COLLAPSE_LIMIT + 1)
+    view, groups = graph.collapse(spec)
+    assert view.edges == [("prep", "train"), ("train", "report")]
+    assert list(view.jobs) == ["prep", "train", "report"] and spec.jobs.keys() != view.jobs.keys()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from jobmesh.common.messages import JobFailed, JobQueued, JobStarted, JobSucceeded
 from jobmesh.common.states import JobState
 from jobmesh.scheduler.core import CancelRunning, ReleaseJob
 
 from ._build import workflow
-from .test_scheduler_core import Sim
+from ._schedsim import Sim
 
 pytestmark = pytest.mark.unit
 
@@ -103,12 +104,7 @@ def test_dependencies_survive_a_scheduler_restart() -> None:
     sim.step()
     sim.queued("a", "101")
     sim.step()
-    fresh = NativeSim.__new__(NativeSim)
-    fresh.core, fresh.log, fresh.run = type(sim.core)(), [], sim.run
-    for msg in sim.log:
-        fresh.feed(msg)
-    fresh.core.reconcile()
-    again = released(fresh.core.decide(2.0))
+    again = released(sim.replay().decide(2.0))  # a new core that read the same log
     assert again["b"] == ("afterok:101",)
 
 
@@ -122,3 +118,14 @@ def test_the_parallel_limit_holds_for_chained_jobs() -> None:
     sim.ev(JobStarted, "a")
     sim.ev(JobSucceeded, "a", exit_code=0)
     assert released(sim.step()) == {"c": ("afterok:102",)}
+
+
+def test_an_array_elements_id_chains_and_anything_else_waits_in_jobmesh() -> None:
+    sim = NativeSim(chain(), parallel=10)
+    sim.step()
+    sim.queued("a", "4242_7")  # a foreach element submitted in a job array
+    assert released(sim.step()) == {"b": ("afterok:4242_7",)}
+    sim = NativeSim(chain(), parallel=10)
+    sim.step()
+    sim.queued("a", "4242_7;touch x")  # not a Slurm id: never into a command line
+    assert released(sim.step()) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
 from jobmesh.common.placeholders import (
     MissingOutput,
     PlaceholderError,

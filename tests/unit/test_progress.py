@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from jobmesh.common.progress import LogScan, OutputLine, ProgressLine, parse_line, scan
 
 pytestmark = pytest.mark.unit

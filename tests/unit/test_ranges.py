@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from jobmesh.common.ranges import MAX_EXPANSION, expand, expand_one, split_top
 
 pytestmark = pytest.mark.unit

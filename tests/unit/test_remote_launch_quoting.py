@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from jobmesh.common.messages import JobReady
 from jobmesh.common.spec import JobSpec
 from jobmesh.executor.remote import RemoteExecutor

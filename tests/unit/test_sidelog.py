@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from jobmesh.common.messages import JobReady
 from jobmesh.common.progress import LogScan
 from jobmesh.common.spec import JobSpec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from jobmesh.common.states import (
     CLOUDMESH_STATUS,
     RANK,

@@ -1,0 +1,161 @@
+"""Reading the EVENTS log in order (replay, then live) and cleaning up consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING, Any
+
+from . import subjects
+from .natsconn import retrying
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+
+_event_log: Any = None
+
+
+def decode_log(data: bytes) -> Any:
+    """Bytes from the EVENTS stream -> a typed command or event."""
+    global _event_log
+    if _event_log is None:
+        from .messages import EVENT_LOG
+
+        _event_log = EVENT_LOG
+    return _event_log.validate_json(data)
+
+
+# Idle heartbeat of the log followers' ordered consumers (seconds); see LogFollower.start.
+FOLLOW_HEARTBEAT = 1.0
+
+
+class LogFollower:
+    """Replays the EVENTS log from the start, then follows it live, in order.
+
+    ``get`` returns the next batch of (sequence, message) pairs. ``caught_up`` turns true
+    once the replay has reached the end of the log as it was when following began.
+    Undecodable messages are skipped (and counted) rather than stopping the service.
+    """
+
+    def __init__(self, js: JetStreamContext):
+        self.js = js
+        self.queue: collections.deque[tuple[int, Any, int]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None  # a get() waiting for messages
+        self.caught_up = False
+        self.bad = 0
+        self.sub: Any = None
+
+    async def start(self, start_seq: int = 1) -> None:
+        """Follow from ``start_seq`` (1: the whole log; a checkpoint's start later)."""
+        from nats.js.api import DeliverPolicy
+
+        info = await retrying(lambda: self.js.stream_info(subjects.STREAM_EVENTS),
+                              "read the EVENTS stream")
+        if info.state.messages == 0 or start_seq > info.state.last_seq:
+            self.caught_up = True
+        where: dict[str, Any] = dict(deliver_policy=DeliverPolicy.ALL)
+        if start_seq > 1:
+            from nats.js.api import ConsumerConfig
+
+            where = dict(config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                               opt_start_seq=start_seq))
+
+        async def on_msg(msg: Any) -> None:
+            meta = msg.metadata
+            try:
+                item = decode_log(msg.data)
+            except Exception:
+                self.bad += 1
+                item = None
+            self.queue.append((meta.sequence.stream, item, meta.num_pending))
+            self.wake()
+
+        # An ordered consumer is one in-memory replica on one server. If that server goes
+        # away, the client notices through missed idle heartbeats (two in a row) and
+        # recreates the consumer from the next sequence: with nats-py's default of 5 s a
+        # follower could stall for 10-20 s after a node loss; with 1 s it resumes in ~2 s.
+        self.sub = await retrying(lambda: self.js.subscribe(
+            f"{subjects.PREFIX}.>", stream=subjects.STREAM_EVENTS, ordered_consumer=True,
+            **where, cb=on_msg, pending_msgs_limit=-1,
+            pending_bytes_limit=-1, inactive_threshold=EPHEMERAL_INACTIVE,
+            idle_heartbeat=FOLLOW_HEARTBEAT), "follow the EVENTS stream")
+        if not self.caught_up and start_seq > 1:
+            # The messages from start_seq on may all be gone (purged): nothing will come
+            # to say so.
+            ci = await retrying(self.sub.consumer_info, "read the follower's position")
+            if ci.num_pending == 0 and not (ci.delivered and ci.delivered.stream_seq):
+                self.caught_up = True
+
+    async def get(self, timeout: float | None) -> list[tuple[int, Any]]:
+        """Wait up to ``timeout`` for messages; return all that are queued (maybe none)."""
+        out: list[tuple[int, Any]] = []
+        if not self.queue:  # wait on a bare future: no task and no queue per message
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+
+            def expire() -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            timer = None if timeout is None else loop.call_later(timeout, expire)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        batch = [self.queue.popleft() for _ in range(min(len(self.queue), 5000))]
+        for seq, item, pending in batch:
+            if pending == 0:
+                self.caught_up = True
+            if item is not None:
+                out.append((seq, item))
+        return out
+
+    def wake(self) -> None:
+        """End a waiting ``get`` now (it returns what is queued, maybe nothing)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def stop(self) -> None:
+        if self.sub is not None:
+            await drop(self.js, self.sub)
+
+
+# Ephemeral consumers outlive unsubscribe until their inactivity threshold; a busy API
+# would pile them up. Watchers use a short threshold and are deleted when done.
+EPHEMERAL_INACTIVE = 30.0
+
+
+async def drop(js: JetStreamContext, sub: Any) -> None:
+    """Unsubscribe and delete the subscription's ephemeral consumer."""
+    try:
+        info = await sub.consumer_info()
+        await js.delete_consumer(info.stream_name, info.name)
+    except Exception:
+        pass
+    try:
+        await sub.unsubscribe()
+    except Exception:
+        pass
+
+
+async def stop_watch(js: JetStreamContext, watcher: Any) -> None:
+    """Stop a KV watcher and delete its consumer."""
+    sub = getattr(watcher, "_sub", None)
+    if sub is not None:
+        await drop(js, sub)
+    try:
+        await watcher.stop()
+    except Exception:
+        pass
+
+
+async def kv_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys of a bucket that hold a value, without creating a consumer."""
+    stream = f"KV_{bucket}"
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    subjects_seen = info.state.subjects or {}
+    return sorted(s[len(prefix):] for s in subjects_seen)

@@ -1,0 +1,117 @@
+"""The monitor's checkpoint: start from the stored snapshots instead of the whole log.
+
+A monitor that stops cleanly while every workflow's run has ended writes, in the ``runs``
+bucket under ``CHECKPOINT_KEY`` (a key no workflow name can take), the log sequence it
+folded up to and, per workflow, the run and sequence of the snapshot it stored, the
+revision of the spec it stored, and its open/spoil job counts. The next monitor reads it
+and checks it against what the ``workflows`` and ``specs`` buckets hold now: if every
+workflow matches exactly, it seeds its fold with those snapshots and specs and follows
+the log from the next sequence; otherwise (a monitor died mid-run, another monitor wrote
+since, a value was refused for its size, a ``repeat`` job whose iteration bookkeeping a
+snapshot does not hold) it replays the whole log, as before. Nothing else changes:
+later events fold on top of the seeded state as they would on the replayed one. Seeded
+specs are decoded only when read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from jobmesh.common import bus, subjects
+from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.packing import pack, unpack
+
+from .fold import Fold
+
+log = logging.getLogger("jobmesh.monitor")
+CHECKPOINT_KEY = "=monitor"  # '=' is in no workflow name (names.py)
+VERSION = 2
+
+
+def wanted(fold: Fold) -> bool:
+    """The fold can be resumed from its stored snapshots: every run ended, no ``repeat``
+    job (the fold's per-iteration attempts are not in a snapshot)."""
+    return all(s.state.terminal for s in fold.snaps.values()) and not any(
+        fold.specs.has_repeat(wf) for wf in fold.snaps)
+
+
+def encode(fold: Fold, seq: int, spec_revs: dict[str, int]) -> bytes | None:
+    """Per workflow: its snapshot's run and sequence, the revision of its stored spec (the
+    one this fold holds; None: not known, no checkpoint), its open and spoil counts."""
+    if any(wf not in spec_revs for wf in fold.snaps):
+        return None
+    runs = {wf: [snap.run, snap.seq, spec_revs[wf], fold.open[wf], fold.spoil[wf]]
+            for wf, snap in fold.snaps.items()}
+    return pack(json.dumps({"v": VERSION, "seq": seq, "workflows": runs}).encode())
+
+
+async def save(runs_kv: Any, fold: Fold, seq: int, spec_revs: dict[str, int]) -> None:
+    data = encode(fold, seq, spec_revs)
+    if data is None:
+        return
+    try:
+        await runs_kv.put(CHECKPOINT_KEY, data)
+    except Exception as exc:  # the next start replays the log: slower, not wrong
+        log.warning("monitor checkpoint not written: %s", exc)
+
+
+async def forget(runs_kv: Any) -> None:
+    """A checkpoint is good for one start: the monitor that uses it deletes it, so a later
+    crash of that monitor leads to a full replay, not to a stale seed."""
+    try:
+        await runs_kv.delete(CHECKPOINT_KEY)
+    except Exception as exc:
+        log.warning("monitor checkpoint not removed: %s", exc)
+
+
+async def load(js: Any, runs_kv: Any, kv: Any, specs: Any, fold: Fold,
+               spec_revs: dict[str, int]) -> int:
+    """Seed ``fold`` from the checkpoint and the stored snapshots (and ``spec_revs``);
+    return the sequence to follow the log after, or 0 (replay the whole log; ``fold``
+    untouched)."""
+    try:
+        entry = await runs_kv.get(CHECKPOINT_KEY)
+        point = json.loads(unpack(entry.value or b"{}"))
+    except (KeyNotFoundError, NotFoundError):
+        return 0
+    except Exception as exc:
+        log.warning("monitor checkpoint unreadable (%s): replaying the log", exc)
+        return 0
+    if not isinstance(point, dict) or point.get("v") != VERSION:
+        return 0
+    await forget(runs_kv)
+    want: dict[str, list[Any]] = point.get("workflows") or {}
+    for key in set(await bus.kv_keys(js, subjects.KV_WORKFLOWS)) - set(want):
+        try:  # a key left by a deleted workflow holds a delete marker, not a value
+            extra = await kv.get(key)
+        except (KeyNotFoundError, NotFoundError):
+            continue
+        if extra.value:
+            return 0
+    seeds: list[tuple[WorkflowSnapshot, bytes, tuple[int, int], int]] = []
+    names = list(want)
+    try:  # every get in flight at once: one round trip, not two per workflow
+        got = await asyncio.gather(*(kv.get(wf) for wf in names),
+                                   *(specs.get(wf) for wf in names))
+    except (KeyNotFoundError, NotFoundError):
+        return 0
+    for i, wf in enumerate(names):
+        run, seq, spec_rev, open_, spoil = want[wf]
+        snap_e, spec_e = got[i], got[len(names) + i]
+        # the spec as this fold had it: the very revision it wrote (or was seeded from)
+        if not snap_e.value or not spec_e.value or spec_e.revision != spec_rev:
+            return 0
+        snap = WorkflowSnapshot.model_validate_json(unpack(snap_e.value))
+        if (snap.run, snap.seq) != (run, seq) or not snap.state.terminal:
+            return 0
+        seeds.append((snap, unpack(spec_e.value), (open_, spoil), spec_rev))
+    for snap, spec, counts, rev in seeds:
+        fold.seed(snap, spec, counts, repeat=False)  # (a checkpoint has no repeat job)
+        spec_revs[snap.name] = rev
+    return int(point["seq"])
+

@@ -1,0 +1,110 @@
+"""The scheduler's checkpoint re-encodes only the workflows whose cached attempts changed
+(services/scheduler/checkpoint.py, version 2), and still reads version 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobmesh.common.messages import JobReadied, JobSucceeded, WorkflowDeleted
+from jobmesh.scheduler import checkpoint
+from jobmesh.scheduler.core import SchedulerCore
+
+from .test_checkpoint import finished_core
+
+pytestmark = pytest.mark.unit
+
+
+def two_workflows() -> tuple[SchedulerCore, int]:
+    core, seq = finished_core("w")
+    other, _ = finished_core("v", run="r5")
+    core.cache.done["v"] = other.cache.done["v"]
+    core.cache.touch("v")
+    core.finished["v"] = ("r5", 1)
+    checkpoint.compact(core)
+    return core, seq
+
+
+def test_a_save_after_a_load_keeps_the_text_of_unchanged_workflows() -> None:
+    core, seq = two_workflows()
+    data = checkpoint.dump(core, seq, {})
+    fresh = SchedulerCore()
+    checkpoint.restore(fresh, data)
+    kept = fresh.cache.encoded["v"]
+    # A new success in w: w is encoded again, v's text is the very one loaded.
+    fresh.cache.apply(JobReadied(workflow="w", run="r2", job="a", attempt=1,
+                                 cache_key="ka2", time=5.0), "local")
+    fresh.cache.apply(JobSucceeded(workflow="w", run="r2", job="a", attempt=1,
+                                   exit_code=0, time=6.0))
+    assert "w" not in fresh.cache.encoded
+    again = checkpoint.dump(fresh, seq + 2, {})
+    assert fresh.cache.encoded["v"] is kept
+    last = SchedulerCore()
+    checkpoint.restore(last, again)
+    assert last.cache.lookup("w", "a", "ka2") is not None
+    assert last.cache.lookup("w", "a", "ka") is not None
+    entry = last.cache.lookup("v", "a", "ka")
+    assert entry is not None and entry.run == "r5" and entry.outputs == {"n": "1"}
+
+
+def test_a_deleted_workflow_leaves_the_next_save() -> None:
+    core, seq = two_workflows()
+    checkpoint.dump(core, seq, {})
+    core.apply(WorkflowDeleted(workflow="v", run="r5", time=7.0), seq + 1)
+    doc = json.loads(checkpoint.dump(core, seq + 1, {}))
+    assert set(doc["cache"]) == {"w"} and set(doc["finished"]) == {"w"}
+    fresh = SchedulerCore()
+    checkpoint.restore(fresh, json.dumps(doc).encode())
+    assert fresh.cache.lookup("v", "a", "ka") is None
+
+
+def test_a_version_1_checkpoint_is_still_read() -> None:
+    core, seq = two_workflows()
+    doc = json.loads(checkpoint.dump(core, seq, {}))
+    doc["version"] = 1
+    doc["cache"] = {wf: json.loads(text) for wf, text in doc["cache"].items()}
+    fresh = SchedulerCore()
+    assert checkpoint.restore(fresh, json.dumps(doc).encode())[0] == seq
+    assert fresh.cache.encoded == {}  # encoded at the next save
+    assert fresh.cache.lookup("v", "b", "kb") is not None
+    assert json.loads(checkpoint.dump(fresh, seq, {}))["version"] == 2
+
+
+def test_a_workflow_whose_cache_is_not_text_is_refused() -> None:
+    core, seq = two_workflows()
+    doc = json.loads(checkpoint.dump(core, seq, {}))
+    doc["cache"]["w"] = {"a": []}
+    fresh = SchedulerCore()
+    with pytest.raises(ValueError, match="malformed"):
+        checkpoint.restore(fresh, json.dumps(doc).encode())
+    assert fresh.cache.done == {} and fresh.cache.encoded == {}
+
+
+def test_a_load_decodes_a_workflow_only_when_it_is_needed() -> None:
+    core, seq = two_workflows()
+    data = checkpoint.dump(core, seq, {})
+    fresh = SchedulerCore()
+    checkpoint.restore(fresh, data)
+    assert fresh.cache.done == {} and set(fresh.cache.unread) == {"w", "v"}
+    assert fresh.cache.lookup("w", "a", "ka") is not None
+    assert set(fresh.cache.done) == {"w"} and set(fresh.cache.unread) == {"v"}
+    # Saving again keeps the undecoded workflow's text as it was loaded.
+    doc = json.loads(checkpoint.dump(fresh, seq, {}))
+    assert doc["cache"] == json.loads(data)["cache"]
+    # A delete drops it without decoding it.
+    fresh.apply(WorkflowDeleted(workflow="v", run="r5", time=7.0), seq + 1)
+    assert "v" not in fresh.cache.unread and "v" not in fresh.cache.encoded
+
+
+def test_an_unreadable_workflow_cache_means_its_jobs_run_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    core, seq = two_workflows()
+    doc = json.loads(checkpoint.dump(core, seq, {}))
+    doc["cache"]["v"] = '{"a": [{"nokey": 1}]}'
+    fresh = SchedulerCore()
+    checkpoint.restore(fresh, json.dumps(doc).encode())
+    assert fresh.cache.lookup("v", "a", "ka") is None
+    assert "cannot read its cached attempts" in caplog.text
+    assert fresh.cache.lookup("w", "a", "ka") is not None
+    assert set(json.loads(checkpoint.dump(fresh, seq, {}))["cache"]) == {"w"}
