@@ -214,22 +214,21 @@ class BatchExecutor(BatchStatus, RemoteExecutor):
         return job.model_copy(update={"spec": job.spec.model_copy(update=updates)}), note
 
     async def _accepted(self, rj: RJob, native: str) -> None:
-        """Queued, not running: the batch system's status says when it starts."""
-        jid = self.native.get(AttemptKey.of(rj.job))
+        """Queued, not running: the batch system's status says when it starts. A job
+        attached to after a crash has its id found first (``native``, else the id file or
+        the queue), so the event that says it is queued carries it before any poll can
+        end the job."""
+        key = AttemptKey.of(rj.job)
+        if key not in self.native:
+            jid = native.rsplit(":", 1)[-1] if native else ""
+            if not jid or not jid[0].isdigit():
+                jid = await self._recover_id(rj)
+            if jid:
+                self.native[key] = jid
+        jid = self.native.get(key)
         if jid:
             rj.queued_reason = None
             await self.emit(JobQueued(**_ids(rj.job), native_id=jid, time=time.time()))
-
-    async def attach(self, job: JobReady, native_id: str) -> None:
-        await super().attach(job, native_id)
-        rj = self.jobs.get(AttemptKey.of(job))
-        if rj is None or AttemptKey.of(job) in self.native:
-            return
-        jid = native_id.rsplit(":", 1)[-1] if native_id else ""
-        if not jid or not jid[0].isdigit():
-            jid = await self._recover_id(rj)
-        if jid:
-            self.native[AttemptKey.of(job)] = jid
 
     async def _recover_id(self, rj: RJob) -> str:
         """After a crash: the id file, else the queue's job of our deterministic name."""

@@ -43,7 +43,8 @@ class BatchStatus(StatusPolicy):
     _signal: Any        # batch.py
 
     async def _probe(self, t: Transport) -> bool:
-        mine = [rj for rj in self.jobs.values() if rj.transport is t and not rj.done]
+        mine = [rj for rj in self.jobs.values()
+                if rj.transport is t and not rj.done and not rj.settling]
         if not mine:
             return False
         now = time.time()

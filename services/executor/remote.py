@@ -276,9 +276,12 @@ class RemoteExecutor(RemoteWatch, Executor):
             except (HostUnreachable, HostRefused):
                 home = "~"
         rdir = rundir.run_dir(self._workdir(home, job.spec), job)
-        rj = RJob(job, t, rdir)
+        rj = RJob(job, t, rdir, settling=True)
         self.jobs[AttemptKey.of(job)] = rj
-        await self._accepted(rj, native_id or f"{t.name}:?")
+        try:  # a poll running for other jobs of this host waits until its id is known
+            await self._accepted(rj, native_id or f"{t.name}:?")
+        finally:
+            rj.settling = False
         self._poll(t)
 
     # -- cancel -----------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class RJob:
     term_sent: float | None = None
     dead_polls: int = 0
     done: bool = False
+    settling: bool = False  # attached to, its id not yet found: not probed until it is
     since: float = field(default_factory=time.time)
     side: SideLogs | None = None  # <script>.log files, read by the same probe
     # Batch jobs (batch.py): Slurm said it ran; it was requeued; when its exit file was
@@ -117,7 +118,8 @@ class RemoteWatch:
             await asyncio.sleep(interval)
 
     async def _probe(self, t: Transport) -> bool:
-        mine = [rj for rj in self.jobs.values() if rj.transport is t and not rj.done]
+        mine = [rj for rj in self.jobs.values()
+                if rj.transport is t and not rj.done and not rj.settling]
         if not mine:
             return False
         now = time.time()

@@ -196,7 +196,10 @@ class MonitorService:
         next monitor may start from here (resume.py)."""
         graphs_done = not self.graphs_enabled or (not self.owed and all(
             self.kept.get(wf) == snap.run for wf, snap in self.fold.snaps.items()))
+        # A snapshot stored trimmed (or refused) for its size is not the fold's state:
+        # the next monitor replays the log rather than seed from it.
         return (caught_up and not self.dirty and not self.later and graphs_done
+                and not self.trim and not self.refused
                 and not self.runs.pending and not self.runs.changed
                 and resume.wanted(self.fold))
 
