@@ -14,6 +14,8 @@ import difflib
 import re
 from collections.abc import Iterable
 
+from .spec import BATCH_KINDS
+
 # Reaching a host: the ssh transport, and the batch kinds through a login node.
 HOST = frozenset({"port", "identity", "known_hosts", "max_sessions", "python", "workdir"})
 BATCH = frozenset({"time", "nodes", "ntasks", "mem", "account", "batch_setup",
@@ -122,7 +124,7 @@ def check_values(kind: str, attrs: dict[str, object]) -> list[tuple[str, str]]:
     ``max_queued`` and ``escalate``, and a Slurm node's ``time`` and ``mem`` (other kinds
     have none to check here). The loader reports them at validate time, the batch
     executor again at submission."""
-    if kind not in ("slurm", "lsf"):
+    if kind not in BATCH_KINDS:
         return []
     problems: list[tuple[str, str]] = _slurm_values(attrs) if kind == "slurm" else []
     interval = attrs.get("squeue_interval")

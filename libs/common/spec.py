@@ -18,6 +18,7 @@ from .safety import LINE_FIELDS, check_line
 # executor service, per-kind options) takes them from here.
 Kind = Literal["local", "ssh", "wsl", "slurm", "lsf"]
 KINDS: tuple[str, ...] = get_args(Kind)
+BATCH_KINDS = ("slurm", "lsf")  # submitted to a batch system
 SCRIPT_SUFFIXES = (".sh", ".py", ".ipynb")
 
 # cloudmesh-cc's status words and the colours it draws them in, plus ours.

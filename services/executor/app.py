@@ -32,7 +32,7 @@ from jobmesh.common.messages import (
 )
 from jobmesh.common.names import check_pool
 from jobmesh.common.settings import Settings
-from jobmesh.common.spec import KINDS  # the one list of kinds (the Kind literal)
+from jobmesh.common.spec import BATCH_KINDS, KINDS  # the one list of kinds (the Kind literal)
 
 from .adopt import Adoption, Registered, claimable_at_start, purge_markers
 from .base import Executor, InvalidJobError, SubmitError
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobmesh.executor")
 HEARTBEAT = 5.0
 ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
+INFLIGHT, BATCH_INFLIGHT = 64, 1000  # launches in flight per executor (local/ssh, batch)
 DELETE_EVERY = 0.2  # seconds: finished jobs' registry entries are removed in batches
 
 
@@ -61,7 +62,7 @@ def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Exe
 
     def transport_for(spec: Any) -> Transport:
         x = spec.extras
-        if kind in ("slurm", "lsf") and not spec.host:
+        if kind in BATCH_KINDS and not spec.host:
             return transports.setdefault(("local",), LocalTransport())
         if kind in ("ssh", "slurm", "lsf"):
             from .ssh import DEFAULT_MAX_SESSIONS, SSHTransport
@@ -84,7 +85,7 @@ def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Exe
         return transports[key]
 
     poll_min = max(settings.poll_min, 0.2)  # a probe is a round trip: do not hammer hosts
-    if kind in ("slurm", "lsf"):
+    if kind in BATCH_KINDS:
         from .batch import BatchExecutor
 
         system: Any
@@ -117,7 +118,7 @@ def _registered(job_json: bytes, native_id: str, owner: str = "") -> bytes:
 
 class ExecutorService:
     def __init__(self, settings: Settings, pool: str = "local", kind: str = "local",
-                 instance: str | None = None, nc: Any | None = None, batch: int = 64,
+                 instance: str | None = None, nc: Any | None = None, batch: int | None = None,
                  take_work: bool = True, adopt_after: float | None = None):
         if kind not in KINDS:
             raise ValueError(f"executor kind {kind!r} is not available; use one of "
@@ -126,7 +127,10 @@ class ExecutorService:
         self.instance = check_pool(instance or f"{socket.gethostname()[:40]}-{os.getpid()}"
                                    .replace(".", "-"))
         self._nc = nc
-        self.batch = batch
+        # Launches in flight at once. A batch kind's launch is a wait for its sbatch/bsub
+        # (array elements gathered into one submission), so it may hold a whole array's
+        # worth (Slurm's default MaxArraySize is 1001); a local or ssh launch starts a process.
+        self.batch = batch or (BATCH_INFLIGHT if kind in BATCH_KINDS else INFLIGHT)
         self.jobs: dict[AttemptKey, JobReady] = {}
         self.started: dict[AttemptKey, asyncio.Future[int]] = {}  # in flight
         self.deletes: list[str] = []  # registry keys of finished jobs, removed in batches

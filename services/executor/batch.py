@@ -225,10 +225,10 @@ class BatchExecutor(BatchStatus, RemoteExecutor):
                 jid = await self._recover_id(rj)
             if jid:
                 self.native[key] = jid
-        jid = self.native.get(key)
-        if jid:
+        known = self.native.get(key)
+        if known:
             rj.queued_reason = None
-            await self.emit(JobQueued(**_ids(rj.job), native_id=jid, time=time.time()))
+            await self.emit(JobQueued(**_ids(rj.job), native_id=known, time=time.time()))
 
     async def _recover_id(self, rj: RJob) -> str:
         """After a crash: the id file, else the queue's job of our deterministic name."""
