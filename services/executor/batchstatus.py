@@ -40,11 +40,11 @@ class BatchStatus(StatusPolicy):
     emit: Any
     on_done: Any
     _read_log: Any      # remotewatch.py
+    _watched: Any       # remotewatch.py
     _signal: Any        # batch.py
 
     async def _probe(self, t: Transport) -> bool:
-        mine = [rj for rj in self.jobs.values()
-                if rj.transport is t and not rj.done and not rj.settling]
+        mine = self._watched(t)
         if not mine:
             return False
         now = time.time()

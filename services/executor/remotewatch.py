@@ -117,9 +117,13 @@ class RemoteWatch:
                 interval = min(max(interval * 2, 1.0), self.poll_max * 5)
             await asyncio.sleep(interval)
 
-    async def _probe(self, t: Transport) -> bool:
-        mine = [rj for rj in self.jobs.values()
+    def _watched(self, t: Transport) -> list[RJob]:
+        """The jobs a probe of host ``t`` reads: not ended, their id known."""
+        return [rj for rj in self.jobs.values()
                 if rj.transport is t and not rj.done and not rj.settling]
+
+    async def _probe(self, t: Transport) -> bool:
+        mine = self._watched(t)
         if not mine:
             return False
         now = time.time()
