@@ -58,7 +58,7 @@ bench: setup
 	$(PY) bench/run.py
 
 lint: setup
-	$(VENV)/bin/ruff check libs services tests bench
+	$(VENV)/bin/ruff check libs services tests bench examples scripts
 	bash scripts/typecheck.sh
 
 clean:
