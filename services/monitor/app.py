@@ -21,6 +21,7 @@ from jobmesh.common.packing import pack
 from jobmesh.common.settings import Settings
 
 from . import limits, resume
+from .encode import Encoder
 from .fold import Fold
 from .graph import Graph, layout, layout_key
 from .runs import RunStore
@@ -37,6 +38,7 @@ class MonitorService:
                  live_graphs: bool = True):
         self.settings = settings
         self.fold = Fold()
+        self.encoder = Encoder()  # big running snapshots: re-encode what changed
         self._nc = nc
         self.graphs_enabled = graphs
         # Without live graphs a running workflow's graph is laid out but stored only when
@@ -82,7 +84,8 @@ class MonitorService:
         # followed from there, not replayed from the start (resume.py).
         last = await resume.load(js, self.runs.kv, self.kv, self.specs, self.fold,
                                  self.spec_revs)
-        for name, seeded in self.fold.snaps.items():
+        for name in self.fold.snaps:
+            seeded = self.fold.snaps.head(name)  # (its jobs stay undecoded)
             self.kept[name] = seeded.run
             self.recorded[name] = (seeded.run, seeded.ended, seeded.state.value)
         self.seen_seq = last
@@ -156,6 +159,9 @@ class MonitorService:
         snap = self.fold.snaps.get(name) if name is not None else None
         was = snap.state.terminal if snap is not None else True
         wf = self.fold.apply(seq, msg)
+        job = getattr(msg, "job", None)
+        if wf is not None and isinstance(job, str):
+            self.encoder.touch(wf, job)
         for old, queued, new in self.fold.superseded:
             self.runs.note(old, queued, new, getattr(msg, "time", None))
             self.recorded.pop(old.name, None)
@@ -184,10 +190,11 @@ class MonitorService:
         runs that had ended before are not drawn again: their graphs were stored as they
         ended (``keep_final``); a run that ended without one keeps none in its history."""
         if now and not self.caught_up and not self.live_graphs:
-            for wf, snap in self.fold.snaps.items():
-                if snap.state.terminal and wf not in self.laying:
+            for wf in self.fold.snaps:
+                head = self.fold.snaps.head(wf)
+                if head.state.terminal and wf not in self.laying:
                     self.graph_dirty.pop(wf, None)
-                    self.kept[wf] = snap.run
+                    self.kept[wf] = head.run
             self.owed.clear()
         self.caught_up = self.caught_up or now
 
@@ -195,7 +202,7 @@ class MonitorService:
         """Everything folded is written, every run ended and its final graph is kept: the
         next monitor may start from here (resume.py)."""
         graphs_done = not self.graphs_enabled or (not self.owed and all(
-            self.kept.get(wf) == snap.run for wf, snap in self.fold.snaps.items()))
+            self.kept.get(wf) == self.fold.snaps.head(wf).run for wf in self.fold.snaps))
         # A snapshot stored trimmed (or refused) for its size is not the fold's state:
         # the next monitor replays the log rather than seed from it.
         return (caught_up and not self.dirty and not self.later and graphs_done
@@ -245,7 +252,7 @@ class MonitorService:
             return
         trim = self.trim.get(wf) == snap.run
         while True:
-            data = pack(bus.encode(limits.trimmed(snap) if trim else snap))
+            data = pack(bus.encode(limits.trimmed(snap)) if trim else self.encoder.encode(snap))
             try:
                 await self.kv.put(wf, data)
                 return
@@ -294,6 +301,7 @@ class MonitorService:
             log.warning("run history write failed: %s", exc)
 
     async def _delete(self, wf: str) -> None:
+        self.encoder.forget(wf)
         self.runs.forget(wf)
         self.recorded.pop(wf, None)
         self.trim.pop(wf, None)

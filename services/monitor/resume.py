@@ -23,10 +23,9 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from jobmesh.common import bus, subjects
-from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.packing import pack, unpack
 
-from .fold import Fold
+from .fold import Fold, Head, head_of
 
 log = logging.getLogger("jobmesh.monitor")
 CHECKPOINT_KEY = "=monitor"  # '=' is in no workflow name (names.py)
@@ -36,7 +35,7 @@ VERSION = 2
 def wanted(fold: Fold) -> bool:
     """The fold can be resumed from its stored snapshots: every run ended, no ``repeat``
     job (the fold's per-iteration attempts are not in a snapshot)."""
-    return all(s.state.terminal for s in fold.snaps.values()) and not any(
+    return all(fold.snaps.head(wf).state.terminal for wf in fold.snaps) and not any(
         fold.specs.has_repeat(wf) for wf in fold.snaps)
 
 
@@ -45,8 +44,9 @@ def encode(fold: Fold, seq: int, spec_revs: dict[str, int]) -> bytes | None:
     one this fold holds; None: not known, no checkpoint), its open and spoil counts."""
     if any(wf not in spec_revs for wf in fold.snaps):
         return None
-    runs = {wf: [snap.run, snap.seq, spec_revs[wf], fold.open[wf], fold.spoil[wf]]
-            for wf, snap in fold.snaps.items()}
+    heads = {wf: fold.snaps.head(wf) for wf in fold.snaps}
+    runs = {wf: [head.run, head.seq, spec_revs[wf], fold.open[wf], fold.spoil[wf]]
+            for wf, head in heads.items()}
     return pack(json.dumps({"v": VERSION, "seq": seq, "workflows": runs}).encode())
 
 
@@ -93,7 +93,7 @@ async def load(js: Any, runs_kv: Any, kv: Any, specs: Any, fold: Fold,
             continue
         if extra.value:
             return 0
-    seeds: list[tuple[WorkflowSnapshot, bytes, tuple[int, int], int]] = []
+    seeds: list[tuple[str, bytes, Head, bytes, tuple[int, int], int]] = []
     names = list(want)
     try:  # every get in flight at once: one round trip, not two per workflow
         got = await asyncio.gather(*(kv.get(wf) for wf in names),
@@ -106,12 +106,14 @@ async def load(js: Any, runs_kv: Any, kv: Any, specs: Any, fold: Fold,
         # the spec as this fold had it: the very revision it wrote (or was seeded from)
         if not snap_e.value or not spec_e.value or spec_e.revision != spec_rev:
             return 0
-        snap = WorkflowSnapshot.model_validate_json(unpack(snap_e.value))
-        if (snap.run, snap.seq) != (run, seq) or not snap.state.terminal:
+        snap = unpack(snap_e.value)  # (decoded when first read: Snaps)
+        head = head_of(snap)
+        if head is None or (head.run, head.seq) != (run, seq) or not head.state.terminal:
             return 0
-        seeds.append((snap, unpack(spec_e.value), (open_, spoil), spec_rev))
-    for snap, spec, counts, rev in seeds:
-        fold.seed(snap, spec, counts, repeat=False)  # (a checkpoint has no repeat job)
-        spec_revs[snap.name] = rev
+        seeds.append((wf, snap, head, unpack(spec_e.value), (open_, spoil), spec_rev))
+    for wf, snap, head, spec, counts, rev in seeds:
+        # (a checkpoint has no repeat job)
+        fold.seed(wf, snap, head, spec, counts, repeat=False)
+        spec_revs[wf] = rev
     return int(point["seq"])
 
