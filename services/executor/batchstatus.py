@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from jobmesh.common.attempt import AttemptKey
@@ -22,7 +23,7 @@ from . import rundir
 from .batchsys import CANCELED, DONE, FAILED, QUEUED, RUNNING, BatchSystem
 from .outcome import ids as _ids
 from .probe import StatusPolicy, controller_down, parse, probe_script
-from .remotewatch import RJob
+from .remotewatch import RJob, side_by_side
 from .transport import HostRefused, HostUnreachable, Transport
 
 log = logging.getLogger("jobmesh.executor.batch")
@@ -77,7 +78,7 @@ class BatchStatus(StatusPolicy):
                 return False
             await self._outage(t, mine, False)
         fields = parse(rest.encode())
-        changed = False
+        updates: list[Awaitable[bool]] = []
         vanished: list[RJob] = []
         for i, rj in enumerate(mine):
             jid = self.native.get(AttemptKey.of(rj.job))
@@ -93,7 +94,8 @@ class BatchStatus(StatusPolicy):
                 pass  # ended earlier and aged out of the queue: the last state stands
             elif jid and "exit" not in f:
                 vanished.append(rj)
-            changed |= await self._update_batch(rj, f)
+            updates.append(self._update_batch(rj, f))
+        changed = await side_by_side(updates)
         if vanished:
             await self._accounting(t, vanished)
         return changed

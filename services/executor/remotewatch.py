@@ -38,6 +38,28 @@ _SAFE_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]/-]+$")
 _ids = outcome.ids
 
 
+UPDATES_AT_ONCE = 64  # jobs whose probe news are applied side by side
+
+
+async def side_by_side(updates: list[Awaitable[bool]]) -> bool:
+    """Apply one probe's news to its jobs side by side, at most ``UPDATES_AT_ONCE`` at a
+    time: each job's own events stay in order, and a probe that finds 2,000 jobs ended
+    costs about the round trips of one job, not of 2,000, before the last is reported.
+    True when any job changed. Every update runs to its end before an error is raised
+    (the next probe must not meet a job still being updated)."""
+    gate = asyncio.Semaphore(UPDATES_AT_ONCE)
+
+    async def one(update: Awaitable[bool]) -> bool:
+        async with gate:
+            return await update
+
+    results = await asyncio.gather(*(one(u) for u in updates), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return any(results)
+
+
 @dataclass
 class RJob:
     job: JobReady
@@ -136,11 +158,8 @@ class RemoteWatch:
         res = await t.run("/bin/sh -s", stdin=probe_script(mine), timeout=60)
         self.probes += 1
         self.calls[f"poll.{t.name}"] += 1
-        changed = False
-        for i, fields in _parse(res.stdout).items():
-            if i < len(mine):
-                changed |= await self._update(mine[i], fields)
-        return changed
+        return await side_by_side([self._update(mine[i], fields)
+                                   for i, fields in _parse(res.stdout).items() if i < len(mine)])
 
     async def _update(self, rj: RJob, f: dict[str, str]) -> bool:
         if "missing" in f:
