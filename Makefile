@@ -14,13 +14,17 @@ NATS_IMAGE ?= nats:2.10-alpine
 PYTHON_IMAGE ?= python:3.11-slim-bookworm
 NOTEBOOK ?= 1
 
-# Idempotent: creates .venv with the jobmesh command in .venv/bin.
+# Idempotent: creates .venv with the jobmesh command in .venv/bin. Quiet: -qq keeps pip's
+# errors and drops its warnings (a site's pip.conf may name index folders that do not
+# exist); setuptools' notice about editable installs (the package-dir map is installed
+# through its import finder, on purpose: pyproject.toml) is filtered by its text.
 setup: $(VENV)/.installed system
 
+$(VENV)/.installed: export PYTHONWARNINGS = ignore:Editable installation
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --disable-pip-version-check -U pip 'setuptools>=68'
-	$(PIP) install -q --disable-pip-version-check -e '.[gateway,notebook,dev]'
+	$(PIP) install -qq --disable-pip-version-check -U pip 'setuptools>=68'
+	$(PIP) install -qq --disable-pip-version-check -e '.[gateway,notebook,dev]'
 	@touch $@
 
 # System packages (Graphviz for graphs); installed with apt-get when root and missing.
