@@ -24,13 +24,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import shape, sweep_yaml, tree_rss_mb  # noqa: E402
+from sweep import Peak, shape, sweep_yaml  # noqa: E402
 
 JOBMESH = str(Path(sys.executable).with_name("jobmesh"))
 ONE = "name: one\nworkflow:\n  nodes:\n    a:\n      exec: 'true'\n"
@@ -66,26 +65,18 @@ def sweep(size: int, home: Path, folder: Path, retention: float | None) -> dict[
     a, b = shape(size)
     path = folder / "sweep.yaml"
     path.write_text(sweep_yaml(a, b))
-    peak, stop = [0.0], threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen([JOBMESH, "run", str(path), "--quiet", "--allow-large"],
                             env=env_for(home, retention), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    peak = Peak(proc.pid)
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
-    stop.set()
-    sampler.join()
+    peak.end()
     jobs = a * b + 2
     return {"jobs": jobs, "returncode": proc.returncode, "wall_s": round(wall, 1),
-            "ms_per_job": round(1000 * wall / jobs, 2), "peak_stack_rss_mb": round(peak[0]),
+            "ms_per_job": round(1000 * wall / jobs, 2), "peak_stack_rss_mb": round(peak.total),
+            "peak_rss_mb_by_process": peak.parts,
             "load": os.getloadavg()[0], "stderr_tail": err.strip()[-300:]}
 
 
@@ -116,6 +107,7 @@ def main() -> int:
         s = out["sweep"]
         print(f"sweep of {s['jobs']} jobs: exit {s['returncode']}, {s['wall_s']} s, "
               f"{s['ms_per_job']} ms/job, peak stack RSS {s['peak_stack_rss_mb']} MB "
+              f"{s['peak_rss_mb_by_process']} "
               f"(load {s['load']:.2f})", flush=True)
         if args.retention is not None:
             time.sleep(args.retention)  # let the retention pass (the next start purges)
