@@ -8,7 +8,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.console import Console
 
 from jobmesh import __version__
@@ -58,11 +57,14 @@ def _variables(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-VarOption = typer.Option(None, "--var", "-v", metavar="NAME=VALUE",
-                         help="set a workflow variable: -v NAME=VALUE (repeatable; VALUE is "
-                         "read as YAML, e.g. 5, prod, [10, 30])")
-LargeOption = typer.Option(False, "--allow-large", help="allow more than 10,000 jobs after "
-                           "foreach expansion")
+def __getattr__(name: str) -> Any:
+    """``VarOption`` and ``LargeOption`` live in options.py (typer); ``jobmesh run``'s
+    quick path (entry.py) uses this module without importing typer."""
+    if name in ("VarOption", "LargeOption"):
+        from . import options
+
+        return getattr(options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _load(path: Path, name: str | None, variables: list[str] | None = None,

@@ -6,30 +6,25 @@ input (the message names the file, line and field); 130 interrupted (jobs keep r
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Optional
 
 import typer
 
 from jobmesh import __version__, progress_line
-from jobmesh.common.bus import BusError
-from jobmesh.common.loader import SpecError
-from jobmesh.common.names import InvalidName
 
 from .base import (  # noqa: F401  (main.X: the names other modules and tests import)
     SUPPORTED_KINDS,
-    LargeOption,
     Output,
     UserError,
-    VarOption,
     _home,
     _load,
     _variables,
     err,
     out,
 )
-from .natsserver import NatsServerError
+from .errors import exit_code
+from .options import LargeOption, VarOption  # noqa: F401
 from .run_cmd import run, validate
 from .runs_cmd import past_run, runs  # noqa: F401
 from .stack import Stack, StackBusy  # noqa: F401
@@ -108,35 +103,8 @@ def main() -> None:
         sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except SpecError as exc:
-        for issue in exc.issues:
-            err.print(f"[red]error:[/] {issue}", highlight=False)
-        sys.exit(2)
-    except UserError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(exc.code)
-    except InvalidName as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except (BusError, StackBusy, NatsServerError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unforeseen
-        # Usage errors: typer vendors its own click, so match by behaviour, not class.
-        if type(exc).__name__ == "Abort":
-            sys.exit(130)
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(2)
-        if os.environ.get("JOBMESH_DEBUG"):
-            raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n"
-                  "(set JOBMESH_DEBUG=1 to see the traceback, and please report it)",
-                  highlight=False)
-        sys.exit(1)
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(exit_code(exc))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobmesh.common import procs
-
 from .rundir import POSIX, Dialect
 
 # The wrapper's shell first writes the run directory's job.json and wrapper.sh from its
@@ -76,7 +74,10 @@ class Platform:
     def is_job(self, pid: int, rdir: Path) -> bool:
         """Is ``pid`` alive and still the wrapper of the run directory ``rdir``? Its
         command line must name the directory, and it must not be younger than the pid
-        file it wrote (another process that got the same pid)."""
+        file it wrote (another process that got the same pid). (psutil is imported here,
+        when first needed: a run that starts its jobs afresh never asks.)"""
+        from jobmesh.common import procs
+
         return bool(procs.same(pid, marker=str(rdir), born_by=_mtime(rdir / "pid")))
 
     def stop(self, pid: int, hard: bool) -> None:

@@ -1,0 +1,184 @@
+"""``jobmesh run``'s work without its command line: the run on the embedded stack, the
+live view, the results. No typer here: entry.py calls ``run_plain`` for a plain
+``jobmesh run FILE [-q] [-p N] [-n NAME] [--restart]`` without loading typer and the
+other commands (~0.1 s of a 1-job run); every other form goes through run_cmd.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.live import Live
+
+from jobmesh.common import ops
+from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.spec import Workflow
+from jobmesh.common.states import WorkflowState
+
+from . import view
+from .base import UserError, _home, _load, err, out
+from .stack import Stack
+
+
+def run_plain(file: Path, parallel: int = 0, name: str | None = None, restart: bool = False,
+              quiet: bool = False, var: list[str] | None = None,
+              allow_large: bool = False) -> int:
+    """``jobmesh run``: its exit code."""
+    wf = _load(file, name, var, allow_large)
+    parallel = parallel or os.cpu_count() or 1
+    if parallel < 1:
+        raise UserError("--parallel must be at least 1")
+    return asyncio.run(_run(wf, parallel, restart, quiet))
+
+
+def _on_signals(callback: Callable[[], object]) -> None:
+    """Call ``callback`` (in the loop) on Ctrl-C or SIGTERM. Windows' event loops have no
+    ``add_signal_handler``: there a plain signal handler hands the call to the loop."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except NotImplementedError:
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
+
+
+async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
+    interrupted = asyncio.Event()
+    _on_signals(interrupted.set)
+    async with Stack(_home(), live_graphs=False) as stack:
+        snap, old = await asyncio.gather(ops.snapshot(stack.js, wf.name),
+                                          ops.spec(stack.js, wf.name))
+        changed = old is not None and old.digest() != wf.digest()
+        if snap is not None and not snap.state.terminal and not restart:
+            if changed:
+                raise UserError(f"workflow '{wf.name}' is still running (run {snap.run}) "
+                                "from a different spec; run the same file again to "
+                                "re-attach, or --restart to cancel it and start afresh", 1)
+            run_id, seq = snap.run, 0
+            err.print(f"{wf.name}: re-attaching to run {run_id}")
+        else:
+            # A new run; without --restart every job whose cache key matches a succeeded
+            # attempt of an earlier run is reused, not run (docs/workflows.md).
+            run_id, seq = await ops.submit(stack.js, wf, parallel, cache=not restart)
+            since = f"; reusing what it can from run {snap.run}" \
+                if snap is not None and not restart else ""
+            err.print(f"[bold]{wf.name}[/]: run {run_id}, {len(wf.jobs)} jobs, up to "
+                      f"{parallel} at once{since}", highlight=False)
+        final = await _follow(stack, wf.name, run_id, seq, interrupted, quiet)
+        if final is None:
+            err.print(f"\n[yellow]interrupted[/]: jobs keep running. Run the same command "
+                      f"again to re-attach, or 'jobmesh status {wf.name}'.")
+            return 130
+        out.print(view.final_table(final))
+        _reused(final, snap)
+        if wf.dynamic:  # it grew while it ran: draw what ran
+            wf = await ops.spec(stack.js, wf.name) or wf
+        svg_path, state_path = await _write_results(stack, wf, final)
+        err.print(f"graph: {svg_path}\nstate: {state_path}", highlight=False)
+        return 0 if final.state is WorkflowState.SUCCEEDED else 1
+
+
+def _reused(final: WorkflowSnapshot, before: WorkflowSnapshot | None) -> None:
+    """Say how many jobs were reused from earlier runs and the run time that saved."""
+    cached = [j.cached_from for j in final.jobs.values() if j.cached_from]
+    if not cached:
+        return
+    saved = sum(c.get("seconds") or 0.0 for c in cached)
+    if len(cached) == len(final.jobs) and before is not None and \
+            before.state is WorkflowState.SUCCEEDED:
+        err.print(f"{final.name}: nothing changed since run {before.run}, which already "
+                  f"succeeded: all {len(cached)} jobs reused (saved {saved:.1f}s of run "
+                  "time); --restart runs them again", highlight=False)
+        return
+    err.print(f"{final.name}: {len(cached)} of {len(final.jobs)} jobs reused from earlier "
+              f"runs (saved {saved:.1f}s of run time)", highlight=False)
+
+
+async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asyncio.Event,
+                  quiet: bool) -> WorkflowSnapshot | None:
+    """Show the live view until the run ends (its snapshot) or Ctrl-C (None).
+
+    Snapshot updates are only peeked at (run, state, seq); the full snapshot is decoded
+    for the live view at its refresh rate and once at the end, so following a
+    5,000-job workflow costs no more than following a small one."""
+    raw: list[bytes] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        async for value in ops.watch_raw(stack.js, wf):
+            head = ops.peek(value)
+            if head is None:  # not our encoding: decode it the slow way
+                snap = WorkflowSnapshot.model_validate_json(value)
+                head = (snap.run, snap.state.value, snap.seq)
+            if head[0] != run_id:
+                continue
+            raw[:] = [value]
+            if head[2] >= seq and WorkflowState(head[1]).terminal:
+                done.set()
+                return
+
+    def latest() -> WorkflowSnapshot | None:
+        return WorkflowSnapshot.model_validate_json(raw[0]) if raw else None
+
+    watcher = asyncio.create_task(watch())
+    live = None if quiet or not out.is_terminal else Live(
+        view.live(None, wf), console=out, refresh_per_second=4, transient=True)
+    shown: bytes | None = None
+    try:
+        if live:
+            live.start()
+        while not done.is_set() and not interrupted.is_set():
+            problem = stack.failed()
+            if problem:
+                raise UserError(f"internal error: {problem}", code=1)
+            if watcher.done() and watcher.exception():
+                raise UserError(f"lost the workflow state: {watcher.exception()}", code=1)
+            waiter = asyncio.create_task(done.wait())
+            intr = asyncio.create_task(interrupted.wait())
+            await asyncio.wait({waiter, intr}, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            intr.cancel()
+            if live and raw and raw[0] is not shown:
+                shown = raw[0]
+                live.update(view.live(latest(), wf))
+            elif live and not raw:
+                live.update(view.live(None, wf))
+    finally:
+        if live:
+            live.stop()
+        watcher.cancel()
+    return latest() if done.is_set() else None
+
+
+async def _write_results(stack: Stack, wf: Workflow, snap: WorkflowSnapshot
+                         ) -> tuple[Path, Path]:
+    """The final graph and state.json. The graph is the monitor's: it laid the run out
+    once (Graphviz, in a thread, while the jobs ran); here it is only recoloured. Without
+    an in-process monitor (a ``jobmesh up`` stack) it is laid out here."""
+    from jobmesh.monitor.graph import layout, layout_key
+
+    folder = _home() / "runs" / wf.name / snap.run
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    graph = None
+    if stack.monitor is not None:
+        try:
+            graph = await stack.monitor.graph_of(wf.name, layout_key(snap))
+        except Exception:  # noqa: BLE001  (laid out here instead)
+            graph = None
+    if graph is None:
+        graph = await asyncio.to_thread(layout, wf, snap, now)
+    svg = graph.patch(snap, now)
+    if stack.monitor is not None:  # its run history keeps this final graph
+        try:
+            await stack.monitor.keep_final(wf.name, snap.run, svg)
+        except Exception as exc:  # noqa: BLE001  (the file below is written all the same)
+            err.print(f"[yellow]warning:[/] the run's graph was not stored: {exc}")
+    (folder / f"{wf.name}.svg").write_bytes(svg)
+    (folder / "state.json").write_text(json.dumps(view.status_json(snap), indent=2))
+    return folder / f"{wf.name}.svg", folder / "state.json"
