@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from jobmesh.common.bus import BusError
+from jobmesh.common.bus import BusError, MessageTooLarge
 from jobmesh.common.loader import SpecError
 from jobmesh.common.names import InvalidName
 
@@ -25,6 +25,9 @@ def exit_code(exc: BaseException) -> int:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         return exc.code
     if isinstance(exc, InvalidName):
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    if isinstance(exc, MessageTooLarge):  # bad input: the message says what to change
         err.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
     if isinstance(exc, (BusError, StackBusy, NatsServerError)):

@@ -24,10 +24,12 @@ from .natsconn import (  # noqa: F401
     CONNECT_TRIES,
     BusError,
     CredentialsRefused,
+    MessageTooLarge,
     close,
     connect,
     kv_put,
     retrying,
+    too_large,
     transient,
 )
 from .streams import DUPLICATE_WINDOW, ensure  # noqa: F401
@@ -65,6 +67,10 @@ async def publish(js: JetStreamContext, subject: str, model: BaseModel,
             ack = await js.publish(subject, payload, headers=headers, timeout=5)
             return int(ack.seq)
         except Exception as exc:  # timeouts, no responders while a leader is elected
+            if too_large(exc):  # the same message is refused again: say so at once
+                raise MessageTooLarge(f"publish to {subject} refused: the message is "
+                               f"{len(payload):,} bytes, over NATS's limit "
+                               f"({_limit(js)}); {exc!r}") from None
             log.info("publish to %s: attempt %d failed: %r", subject, attempt, exc)
             if time.monotonic() + delay > end:
                 raise BusError(f"publish to {subject} failed after {attempt} attempts: "
@@ -72,3 +78,9 @@ async def publish(js: JetStreamContext, subject: str, model: BaseModel,
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+
+def _limit(js: JetStreamContext) -> str:
+    try:  # the connection's max_payload (the server's setting); a stream may be lower
+        return f"max_payload {int(js._nc.max_payload):,} bytes"
+    except (AttributeError, TypeError, ValueError):
+        return "max_payload"

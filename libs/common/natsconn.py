@@ -21,6 +21,11 @@ class BusError(RuntimeError):
     """The bus cannot be reached or refused us; the message says what to check."""
 
 
+class MessageTooLarge(BusError):
+    """A message over NATS's size limit: the same message is refused again, so it is
+    never retried (bad input, not an outage)."""
+
+
 class CredentialsRefused(BusError):
     """NATS refused the credentials: retrying cannot help."""
 
@@ -169,6 +174,22 @@ async def _connect_once(settings: Settings, name: str, servers: list[str]) -> NA
     if missing:
         nc.set_server_pool([s.uri.geturl() for s in nc.server_pool] + missing)
     return nc
+
+
+STREAM_MSG_TOO_LARGE = 10054  # JSStreamMessageExceedsMaximumErr
+
+
+def too_large(exc: BaseException) -> bool:
+    """Was a write refused for the size of its value (the server's max_payload, or a
+    stream's maximum message size)? Deterministic: the same write fails again."""
+    from nats import errors as nerr
+    from nats.js import errors as jerr
+
+    if isinstance(exc, nerr.MaxPayloadError):
+        return True
+    return isinstance(exc, jerr.APIError) and (
+        exc.err_code == STREAM_MSG_TOO_LARGE
+        or "exceeds maximum" in (exc.description or "").lower())
 
 
 def transient(exc: BaseException) -> bool:

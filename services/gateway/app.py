@@ -108,6 +108,10 @@ def create_app(settings: Settings, token: str | None = None, nc: Any | None = No
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
                             headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(bus.MessageTooLarge)
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=413, content={"detail": str(exc)})
+
     # Every way NATS can fail to answer: 503 with Retry-After, never a 500.
     @app.exception_handler(bus.BusError)
     @app.exception_handler(nats.errors.Error)

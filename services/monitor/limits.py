@@ -21,23 +21,13 @@ from typing import Any
 
 from nats import errors as nerr
 from nats.js import api
-from nats.js import errors as jerr
 
 from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.natsconn import too_large  # noqa: F401  (limits.too_large)
 
 log = logging.getLogger("jobmesh.monitor")
-STREAM_MSG_TOO_LARGE = 10054  # JSStreamMessageExceedsMaximumErr
 CHUNK = 128 * 1024            # the object store's own chunk size
 HEADROOM = 1024               # a chunk's subject and headers count towards max_payload
-
-
-def too_large(exc: BaseException) -> bool:
-    """Was a write refused for the size of its value?"""
-    if isinstance(exc, nerr.MaxPayloadError):
-        return True
-    return isinstance(exc, jerr.APIError) and (
-        exc.err_code == STREAM_MSG_TOO_LARGE
-        or "exceeds maximum" in (exc.description or "").lower())
 
 
 def limit_of(exc: BaseException, nc: Any) -> int | None:

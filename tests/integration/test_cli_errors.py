@@ -184,3 +184,30 @@ def test_run_leaves_no_nats_server_behind(tmp_path: Path, home: Path, how: str) 
     res = cli(home, "run", str(wf), env=env)
     assert res.returncode == (0 if how == "success" else 2), (res.stdout, res.stderr)
     wait_until(lambda: not _servers_of(home), 15, "the private nats-server to stop")
+
+
+def test_a_workflow_over_the_message_limit_fails_at_once_saying_what_to_change(
+        tmp_path: Path, home: Path) -> None:
+    """A 50,000-job static sweep with per-job env is ~12 MB as submitted, over the
+    embedded server's 8 MB max_payload: the run is refused at once (not retried for
+    90 s), exit 2, with the size, the limit and what to change; nothing is stored."""
+    import time
+
+    import yaml
+
+    wf = tmp_path / "huge.yaml"
+    wf.write_text(yaml.safe_dump({"name": "huge", "workflow": {"nodes": {"train": {
+        "exec": "true # {lr} {seed}", "env": {"LR": "{lr}", "SEED": "{seed}"},
+        "foreach": {"lr": [f"0.{i:04d}" for i in range(250)], "seed": list(range(200))}}},
+        "dependencies": []}}))
+    t0 = time.monotonic()
+    res = cli(home, "run", str(wf), "--allow-large", timeout=120)
+    took = time.monotonic() - t0
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr + res.stdout
+    for needle in ("workflow 'huge'", "50,000 jobs", "max_payload of 8.0 MB",
+                   "dynamic foreach"):
+        assert needle in res.stderr, (needle, res.stderr)
+    assert took < 60, f"took {took:.0f} s: was it retried?"
+    res = cli(home, "status", "huge")
+    assert res.returncode != 0 and "huge" in res.stderr, (res.stdout, res.stderr)

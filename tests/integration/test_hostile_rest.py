@@ -80,3 +80,22 @@ def test_rest_variables_cannot_break_a_directive_or_the_bus(api: httpx.Client,
     r = api.post("/api/workflows/vars/run", json={"variables": {"v": deep}})
     assert r.status_code == 422 and "nests deeper" in r.json()["detail"]
     assert not list(home.rglob("PWN"))
+
+
+def test_a_workflow_over_the_message_limit_is_a_413_at_once(api: httpx.Client) -> None:
+    """A 9,000-job sweep whose jobs each carry a 1 KB env value expands to over NATS's
+    8 MB max_payload: the run is refused with 413 and what to change, not a 503 after
+    90 s of retries."""
+    import yaml
+
+    text = yaml.safe_dump({"name": "huge", "workflow": {"nodes": {"train": {
+        "exec": "true # {seed}", "env": {"NOTE": "n" * 1000, "SEED": "{seed}"},
+        "foreach": {"seed": "[0-8999]"}}}, "dependencies": []}})
+    up = api.post("/api/workflows", files={"file": ("huge.yaml", text.encode())})
+    assert up.status_code == 201, up.text
+    began = time.monotonic()
+    r = api.post("/api/workflows/huge/run", timeout=120)
+    assert r.status_code == 413, r.text
+    assert "max_payload" in r.json()["detail"] and "dynamic foreach" in r.json()["detail"]
+    assert time.monotonic() - began < 60
+    assert api.get("/api/workflows").status_code == 200  # the gateway goes on
