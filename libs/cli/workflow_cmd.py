@@ -102,11 +102,13 @@ def add(path: Path = typer.Argument(..., help="a workflow YAML file, a .tar/.tar
         name: Optional[str] = typer.Option(None, "--name", "-n", help="workflow name"),
         replace: bool = typer.Option(False, "--replace", help="replace a workflow of that "
                                      "name (not while it runs)"),
+        allow_large: bool = typer.Option(False, "--allow-large", help="allow more than "
+                                         "10,000 jobs after foreach expansion"),
         url: Url = None, token: Token = None) -> None:
     """Upload a workflow with its scripts."""
     with client(url, token) as c:
         try:
-            res = c.add(path, name=name, replace=replace)
+            res = c.add(path, name=name, replace=replace, allow_large=allow_large)
         except (OSError, ValueError) as exc:
             fail(str(exc), 2)
     out.print(f"added workflow '{res['name']}': {len(res['jobs'])} jobs", highlight=False)

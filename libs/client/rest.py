@@ -38,20 +38,23 @@ class Client(BaseClient):
         return self._call("GET", "/api/workflows").json()  # type: ignore[no-any-return]
 
     def add(self, path: str | os.PathLike[str], name: str | None = None,
-            replace: bool = False) -> dict[str, Any]:
+            replace: bool = False, allow_large: bool = False) -> dict[str, Any]:
         """Upload a workflow from a YAML file (with the scripts and inputs it uses), an
         archive (.tar, .tar.gz, .tgz, .zip) or a directory (packed as .tar.gz). Returns
         {"name", "jobs", "edges"}. ApiError 409: the name exists (use replace=True); 422:
         the workflow is invalid (``errors`` names file, line and field); 400: unsafe or
-        unreadable archive. FileNotFoundError/ValueError: nothing to upload at ``path``."""
+        unreadable archive. FileNotFoundError/ValueError: nothing to upload at ``path``.
+        ``allow_large``: more than 10,000 jobs after foreach expansion (kept for its runs)."""
         filename, data = pack.prepare(Path(path))
-        return self.upload(filename, data, name, replace)
+        return self.upload(filename, data, name, replace, allow_large)
 
     def upload(self, filename: str, data: bytes, name: str | None = None,
-               replace: bool = False) -> dict[str, Any]:
+               replace: bool = False, allow_large: bool = False) -> dict[str, Any]:
         """Upload bytes as the file ``filename`` (its ending says YAML or which archive);
         returns and raises as ``add``."""
-        form = {"replace": "true" if replace else "false", **({"name": name} if name else {})}
+        form = {"replace": "true" if replace else "false",
+                "allow_large": "true" if allow_large else "false",
+                **({"name": name} if name else {})}
         files = {"file": (filename, data, "application/octet-stream")}
         return self._call("POST", "/api/workflows", data=form, files=files).json()  # type: ignore[no-any-return]
 

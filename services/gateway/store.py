@@ -43,14 +43,20 @@ class Store:
     def exists(self, name: str) -> bool:
         return (self.folder(name) / META).exists()
 
-    def _yaml_path(self, name: str) -> Path:
-        folder = self.folder(name)
+    def _meta(self, name: str) -> dict[str, Any]:
         try:
-            meta = json.loads((folder / META).read_text())
+            meta = json.loads((self.folder(name) / META).read_text())
         except (FileNotFoundError, ValueError):
             raise NotUploaded(f"workflow '{name}' was not uploaded to this service; edit its "
                               "YAML file and run it again") from None
-        return folder / str(meta["yaml"])
+        return meta if isinstance(meta, dict) else {}
+
+    def _yaml_path(self, name: str) -> Path:
+        return self.folder(name) / str(self._meta(name)["yaml"])
+
+    def allow_large(self, name: str) -> bool:
+        """It was uploaded with ``allow_large`` (more than 10,000 jobs after expansion)."""
+        return bool(self._meta(name).get("allow_large"))
 
     def load(self, name: str) -> Workflow:
         """The uploaded workflow, parsed once per version of its YAML file."""
@@ -61,7 +67,7 @@ class Store:
         if hit is not None and hit[0] == key:
             return hit[1]
         wf = parse_workflow(path.read_text(), path.name, base_dir=path.parent,
-                            name=name).workflow
+                            name=name, allow_large=self.allow_large(name)).workflow
         self._cache[name] = (key, wf)
         return wf
 
@@ -71,7 +77,8 @@ class Store:
         folder.mkdir(mode=0o700)
         return folder
 
-    def install(self, staging: Path, rel: str, wf: Workflow, replace: bool) -> Workflow:
+    def install(self, staging: Path, rel: str, wf: Workflow, replace: bool,
+                allow_large: bool = False) -> Workflow:
         """Move a checked upload (``unpack.check``'s tree in ``staging``) into place as
         workflow ``wf.name``. Raises Exists (409) unless ``replace``. Nothing already
         stored is touched unless all is well."""
@@ -80,7 +87,8 @@ class Store:
         if final.exists() and not replace:
             raise Exists(f"a workflow named '{wf.name}' exists; to replace it, upload with "
                          "replace=true (`jobmesh workflow add FILE --replace`)")
-        (ypath.parent / META).write_text(json.dumps({"yaml": ypath.name}))
+        (ypath.parent / META).write_text(json.dumps({"yaml": ypath.name,
+                                                     "allow_large": allow_large}))
         old = None
         if final.exists():
             old = self.root / f".old-{secrets.token_hex(6)}"
@@ -129,7 +137,8 @@ class Store:
     def _write(self, name: str, doc: dict[str, Any]) -> Workflow:
         path = self._yaml_path(name)
         text = yaml.safe_dump(doc, sort_keys=False)
-        wf = parse_workflow(text, path.name, base_dir=path.parent, name=name).workflow
+        wf = parse_workflow(text, path.name, base_dir=path.parent, name=name,
+                            allow_large=self.allow_large(name)).workflow
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)

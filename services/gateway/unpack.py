@@ -36,7 +36,8 @@ class Checked:
     workflow: Workflow
 
 
-def check(staging: Path, filename: str, name: str | None) -> Checked:
+def check(staging: Path, filename: str, name: str | None, allow_large: bool = False
+          ) -> Checked:
     """Unpack ``staging/upload`` into ``staging/tree`` and validate it, in this process.
     Raises UnsafeUpload (400) or SpecError (422)."""
     kind = kind_of(filename)
@@ -53,12 +54,13 @@ def check(staging: Path, filename: str, name: str | None) -> Checked:
         base = PurePosixPath(filename).name
         stem = next((base[: -len(e)] for e in (".tar.gz", ".tgz", ".tar", ".zip")
                      if base.lower().endswith(e)), base)
-    wf = parse_workflow(text, rel, base_dir=ypath.parent, name=name, stem=stem).workflow
+    wf = parse_workflow(text, rel, base_dir=ypath.parent, name=name, stem=stem,
+                        allow_large=allow_large).workflow
     return Checked(rel, wf)
 
 
 def _worker(conn: Connection, staging: str, filename: str, name: str | None,
-            memory: int) -> None:
+            memory: int, allow_large: bool = False) -> None:
     try:
         import resource
 
@@ -67,7 +69,7 @@ def _worker(conn: Connection, staging: str, filename: str, name: str | None,
         pass  # (no RLIMIT_AS on this system: the time budget still holds)
     result: tuple[str, Any]
     try:
-        result = ("ok", check(Path(staging), filename, name))
+        result = ("ok", check(Path(staging), filename, name, allow_large))
     except UnsafeUpload as exc:
         result = ("unsafe", str(exc))
     except SpecError as exc:
@@ -94,12 +96,14 @@ def _context() -> Any:
 
 
 async def unpack(staging: Path, filename: str, name: str | None,
-                 time_budget: float = TIME_BUDGET, memory: int = MEMORY_BUDGET) -> Checked:
+                 time_budget: float = TIME_BUDGET, memory: int = MEMORY_BUDGET,
+                 allow_large: bool = False) -> Checked:
     """``check`` in a fresh worker process within the budgets. Raises what ``check``
     raises, or OverBudget."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(child, str(staging), filename, name, memory),
+    proc = ctx.Process(target=_worker, args=(child, str(staging), filename, name, memory,
+                                             allow_large),
                        daemon=True, name="jobmesh-upload")
     try:
         await asyncio.to_thread(proc.start)

@@ -101,7 +101,9 @@ def _listing(gw: GatewayDep, snaps: dict[str, WorkflowSnapshot]) -> list[dict[st
 @router.post("", status_code=201, summary="Upload a workflow: a YAML file or a .tar, "
              ".tar.gz, .tgz or .zip archive holding the YAML and its scripts")
 async def upload(gw: GatewayDep, file: UploadFile = File(...), name: str | None = Form(None),
-                 replace: bool = Form(False)) -> Any:
+                 replace: bool = Form(False), allow_large: bool = Form(
+                     False, description="allow more than 10,000 jobs after foreach "
+                     "expansion (jobmesh run --allow-large); kept for its runs")) -> Any:
     filename = file.filename or "upload.yaml"
     try:
         kind_of(filename)
@@ -112,12 +114,13 @@ async def upload(gw: GatewayDep, file: UploadFile = File(...), name: str | None 
         size = await asyncio.to_thread(save, file.file, staging / "upload")
         if size > MAX_UPLOAD:
             raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD // 2**20} MB")
-        checked = await unpack(staging, filename, name)
+        checked = await unpack(staging, filename, name, allow_large=allow_large)
         wf = checked.workflow
         # Replacing swaps the scripts a running workflow's later jobs would run.
         if replace and running(await ops.snapshot(gw.js, wf.name)):
             raise HTTPException(409, f"workflow '{wf.name}' is running; cancel it first")
-        wf = await asyncio.to_thread(gw.store.install, staging, checked.yaml, wf, replace)
+        wf = await asyncio.to_thread(gw.store.install, staging, checked.yaml, wf, replace,
+                                     allow_large)
     except UnsafeUpload as exc:
         raise HTTPException(400, str(exc)) from None
     except OverBudget as exc:
@@ -204,7 +207,8 @@ async def run(gw: GatewayDep, name: WfName,
             path = gw.store._yaml_path(name)
             wf = (await asyncio.to_thread(
                 parse_workflow, path.read_text(), path.name, base_dir=path.parent, name=name,
-                variables=options.variables, allow_large=options.allow_large)).workflow
+                variables=options.variables,
+                allow_large=options.allow_large or gw.store.allow_large(name))).workflow
         elif options.variables or options.allow_large:
             raise HTTPException(409, f"workflow '{name}' was not uploaded here, so its "
                                 "variables cannot be changed; run it with jobmesh run -v")

@@ -99,3 +99,24 @@ def test_a_workflow_over_the_message_limit_is_a_413_at_once(api: httpx.Client) -
     assert "max_payload" in r.json()["detail"] and "dynamic foreach" in r.json()["detail"]
     assert time.monotonic() - began < 60
     assert api.get("/api/workflows").status_code == 200  # the gateway goes on
+
+
+def test_a_large_sweep_is_uploaded_and_run_with_allow_large(api: httpx.Client) -> None:
+    """More than 10,000 jobs after expansion: refused without allow_large (422 saying so),
+    accepted with it; the flag is kept, so the stored workflow shows and runs without
+    passing it again."""
+    from tests.helpers import wait_until
+
+    text = ("name: wide\nworkflow:\n  nodes:\n"
+            "    w: {exec: 'true', foreach: {i: '[1-10001]'}}\n")
+    r = api.post("/api/workflows", files={"file": ("wide.yaml", text.encode())})
+    assert r.status_code == 422 and "allow-large" in r.json()["detail"], r.text
+    r = api.post("/api/workflows", files={"file": ("wide.yaml", text.encode())},
+                 data={"allow_large": "true"}, timeout=120)
+    assert r.status_code == 201 and len(r.json()["jobs"]) == 10001, r.text[:300]
+    assert api.get("/api/workflows/wide").status_code == 200
+    r = api.post("/api/workflows/wide/run", params={"parallel": 2}, timeout=120)
+    assert r.status_code == 202, r.text
+    assert api.post("/api/workflows/wide/cancel", timeout=60).status_code == 202
+    wait_until(lambda: api.get("/api/workflows/wide").json()["status"]["state"]
+               in ("CANCELED", "FAILED", "SUCCEEDED"), 120, "the canceled run to end")
