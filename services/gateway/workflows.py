@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import os
+import time
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -252,11 +253,21 @@ async def retry(gw: GatewayDep, name: WfName) -> dict[str, Any]:
     return {"name": name, "run": snap.run, "state": "RUNNING"}
 
 
+GRAPH_WAIT = 10.0  # seconds a graph request waits for the monitor to draw a new run's
+
+
 @router.get("/{name}/graph.svg", summary="The workflow's graph as SVG",
             response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
 async def graph(gw: GatewayDep, name: WfName) -> Response:
-    await current(gw, name)
+    snap, _ = await current(gw, name)
     svg = await ops.graph(gw.js, name)
+    # The monitor draws a run's graph a moment after the run starts or ends: a request
+    # in that moment (the run going on, or ended under a minute ago) waits for it.
+    recent = snap is not None and (snap.ended is None or time.time() - snap.ended < 60)
+    deadline = time.monotonic() + GRAPH_WAIT
+    while svg is None and recent and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        svg = await ops.graph(gw.js, name)
     if svg is None:
         raise HTTPException(404, f"workflow '{name}' has no graph yet; run it first")
     return Response(svg, media_type="image/svg+xml")
