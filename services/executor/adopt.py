@@ -84,34 +84,61 @@ def claimable_at_start(reg: Registered, me: str, host: str) -> bool:
 
 
 MARKERS_PURGE_AT = 1000  # delete markers in the registry before a starting executor purges
-MARKER_AGE = 300.0  # seconds: only markers older than this are purged (peers saw them)
+MARKER_AGE = 300.0  # seconds: markers older than this are purged at start (peers saw them)
+PURGE_CHUNK = 256  # per-key purges in flight at once
 
 
-async def purge_markers(js: Any, kv: Any, markers: int) -> None:
-    """Drop the registry's old delete markers (one per job that ever ran here), which
-    every start and every peer's watch would read again; a background task started by an
-    executor that counted ``markers`` of them. Failures are only logged: the markers are
-    harmless, only slow."""
+async def purge_markers(js: Any, kv: Any, markers: int, pool: str | None = None,
+                        min_age: float | None = None) -> int:
+    """Drop the registry's delete markers (one per job that ever ran here) older than
+    ``min_age`` seconds (default MARKER_AGE), which every start and every peer's watch
+    would read again; keep every entry of a job still running. Run in the background by
+    an executor that counted ``markers`` of them at start, and at a clean stop with no
+    live peer (``min_age`` 0). Returns how many markers were purged; failures are only
+    logged: the markers are harmless, only slow.
+
+    The bulk goes in one request: JetStream purges a subject filter below a sequence, and
+    with one message per key (history 1) every message below the lowest sequence of a
+    live entry or a young marker is an old marker. Old markers above it (interleaved
+    with running jobs) are purged one key at a time."""
     if markers < MARKERS_PURGE_AT:
-        return
+        return 0
+    age = MARKER_AGE if min_age is None else min_age
     stream = f"KV_{subjects.KV_EXECUTIONS}"
+    prefix = f"$KV.{subjects.KV_EXECUTIONS}."
+    keys = f"{check_pool(pool)}.>" if pool else ">"
     try:
-        watcher = await kv.watchall(inactive_threshold=bus.EPHEMERAL_INACTIVE)
-        old = []
+        # Every message up to this sequence is seen by the watch below; later ones (a
+        # peer's new entries) are above any bound computed from it, so never purged.
+        last = int((await js.stream_info(stream)).state.last_seq)
+        watcher = await kv.watch(keys, headers_only=True,
+                                 inactive_threshold=bus.EPHEMERAL_INACTIVE)
+        now, bound, old = time.time(), last + 1, []
         async for e in watcher:
             if e is None:
                 break
-            if e.operation in ("DEL", "PURGE") and e.created is not None and (
-                    time.time() - e.created.timestamp() > MARKER_AGE):
-                old.append(e.key)
+            if e.revision > last:
+                continue
+            if e.operation in ("DEL", "PURGE") and (e.created is None or
+                                                    now - e.created.timestamp() >= age):
+                old.append((e.revision, e.key))
+            else:
+                bound = min(bound, e.revision)  # a live entry or a young marker
         await bus.stop_watch(js, watcher)
-        for key in old:
-            await js.purge_stream(stream, subject=f"$KV.{subjects.KV_EXECUTIONS}.{key}")
-        log.info("purged %d old delete markers from the executions registry", len(old))
+        below = sum(1 for seq, _ in old if seq < bound)
+        if below:
+            await js.purge_stream(stream, seq=bound, subject=prefix + keys)
+        rest = [key for seq, key in old if seq > bound]
+        for i in range(0, len(rest), PURGE_CHUNK):
+            await asyncio.gather(*(js.purge_stream(stream, subject=prefix + key)
+                                   for key in rest[i:i + PURGE_CHUNK]))
+        log.info("purged %d delete markers from the executions registry", below + len(rest))
+        return below + len(rest)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.warning("could not purge the executions registry's delete markers: %r", exc)
+        return 0
 
 
 def dead(owner: str, seen: dict[str, float], since: float, now: float, after: float) -> bool:
@@ -146,6 +173,11 @@ class Adoption:
         except Exception:
             return
         self.seen[beat.instance] = time.monotonic()
+
+    def peers_alive(self) -> bool:
+        """Has another instance of the pool been heard within the adoption window?"""
+        now = time.monotonic()
+        return any(name != self.me and now - t < self.after for name, t in self.seen.items())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen and adopt until ``stop``; a failure is logged and retried."""

@@ -139,7 +139,8 @@ class ExecutorService:
         self.take_work = take_work  # False: only re-attach and report (jobmesh status)
         self.ready = asyncio.Event()  # set once re-attached jobs were looked at
         self.adopt_after = adopt_after  # None: adopt.ADOPT_BEATS heartbeats
-        self.purging: asyncio.Task[None] | None = None  # adopt.purge_markers, at start
+        self.purging: asyncio.Task[int] | None = None  # adopt.purge_markers, at start
+        self.markers = 0  # delete markers in the registry: counted at start, then written
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, f"jobmesh-executor-{self.pool}")
@@ -189,6 +190,7 @@ class ExecutorService:
         adoption = Adoption(nc, js, self.kv, self.pool, self.instance, HEARTBEAT,
                             self._adopt, self._release, self._watching, after=self.adopt_after)
         adopting = asyncio.create_task(adoption.run(stop))
+        clean = False
         try:
             slots = asyncio.Semaphore(self.batch)
             handling: set[asyncio.Task[None]] = set()
@@ -230,6 +232,7 @@ class ExecutorService:
             stopper.cancel()
             if handling:
                 await asyncio.wait(handling, timeout=10)
+            clean = True
         finally:
             beat.cancel()
             if self.purging is not None:
@@ -238,6 +241,8 @@ class ExecutorService:
             await cancel_sub.unsubscribe()
             await self.executor.close()
             await self._flush_deletes()
+            if clean and not adoption.peers_alive():
+                await self._purge_at_stop()
             if self._nc is None:
                 await bus.close(nc)
 
@@ -296,12 +301,24 @@ class ExecutorService:
         socket write and published without waiting for acks. A lost one leaves a stale
         entry, which is harmless (attach finds the exit file and reports again)."""
         keys, self.deletes = self.deletes, []
+        self.markers += len(keys)
         try:
             for k in keys:
                 await self.nc.publish(f"$KV.{subjects.KV_EXECUTIONS}.{k}",
                                       headers={"KV-Operation": "DEL"})
         except Exception as exc:
             log.debug("registry delete failed: %s", exc)
+
+    async def _purge_at_stop(self) -> None:
+        """The last executor of its pool stops cleanly: drop its finished jobs' delete
+        markers now, so that the next start (of any command in this home) does not read
+        them again; entries of jobs still running are kept (adopt.purge_markers)."""
+        try:
+            await self.nc.flush(timeout=2)  # the last delete markers reach the server
+            await asyncio.wait_for(purge_markers(self.js, self.kv, self.markers, self.pool,
+                                                 min_age=0), 30)
+        except Exception as exc:
+            log.info("delete markers left for the next start to purge: %r", exc)
 
     async def _reattach(self) -> None:
         """Attach to the jobs this pool launched that have not ended: all of them for
@@ -325,7 +342,9 @@ class ExecutorService:
                 markers += 1  # a finished job's delete marker
         await bus.stop_watch(self.js, watcher)
         if self.take_work:  # old markers slow every start and watch: drop them meanwhile
-            self.purging = asyncio.create_task(purge_markers(self.js, self.kv, markers))
+            self.markers = markers
+            self.purging = asyncio.create_task(purge_markers(self.js, self.kv, markers,
+                                                             self.pool))
         host = socket.gethostname()
         for key, revision, value in entries:
             try:

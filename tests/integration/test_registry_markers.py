@@ -1,12 +1,17 @@
-"""The executions registry's delete markers (one per finished job) do not pile up: an
-executor that starts and counts many of them purges the old ones in the background
-(adopt.purge_markers), and keeps the entries of jobs still running. Real nats-server."""
+"""The executions registry's delete markers (one per finished job) do not pile up: the
+last executor of a pool purges them when it stops cleanly, and an executor that starts
+and counts many of them purges the old ones in the background (adopt.purge_markers);
+the entries of jobs still running are kept. Real nats-server."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from tests.helpers import cli, run_async
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +29,20 @@ def test_old_delete_markers_are_purged_and_live_entries_kept(bus: Any,
         for i in range(finished):
             await kv.put(f"local.wf.job{i}.1", b'{"x": 1}')
             await kv.delete(f"local.wf.job{i}.1")
-        await kv.put("local.wf.running.1", b'{"still": "running"}')
+            if i == finished // 2:  # a job still running, between finished ones
+                await kv.put("local.wf.running.1", b'{"still": "running"}')
+        await kv.put("other.wf.job.1", b"{}")  # another pool's entry and marker
+        await kv.delete("other.wf.job.1")
         stream = f"KV_{subjects.KV_EXECUTIONS}"
         before = (await js.stream_info(stream)).state.messages
-        await adopt.purge_markers(js, kv, finished)
+        await adopt.purge_markers(js, kv, finished, pool="local")
         after = (await js.stream_info(stream)).state.messages
         return before, after, await kv.keys()
 
     before, after, keys = bus.call(go)
     assert before >= finished + 1
-    assert after == 1, f"{after} messages left in the registry, want the running job's"
+    assert after == 2, (f"{after} messages left in the registry, want the running job's "
+                        "and the other pool's marker")
     assert keys == ["local.wf.running.1"]
 
 
@@ -50,3 +59,38 @@ def test_few_markers_are_left_alone(bus: Any) -> None:
         return int((await js.stream_info(f"KV_{subjects.KV_EXECUTIONS}")).state.messages)
 
     assert bus.call(go) == 5
+
+
+def test_a_clean_stop_leaves_no_markers_for_the_next_start(tmp_path: Path, home: Path) -> None:
+    """`jobmesh run` of a sweep of 1,100 jobs: its executor, the only one of its pool,
+    purges the finished jobs' delete markers when it stops, so the next command in the
+    home does not read them again. Checked on the home's own store, reopened after."""
+    from jobmesh.cli import natsserver
+    from jobmesh.common import bus as jbus
+    from jobmesh.common import subjects
+    from jobmesh.common.settings import Settings
+    from jobmesh.executor import adopt
+
+    size = adopt.MARKERS_PURGE_AT + 100
+    wf = tmp_path / "sweep.yaml"
+    wf.write_text(yaml.safe_dump({"name": "sweep", "workflow": {"nodes": {
+        "train": {"exec": "true", "foreach": {"i": f"[1-{size}]"}}}}}))
+    res = cli(home, "run", str(wf), "--quiet", timeout=300)
+    assert res.returncode == 0, res.stderr
+    token = (home / "nats.token").read_text().strip()
+    server = natsserver.start(home / "nats", token)
+    try:
+        async def go() -> tuple[int, int]:
+            nc = await jbus.connect(Settings(nats_url=server.url, nats_token=token), "test")
+            try:
+                info = await nc.jetstream().stream_info(f"KV_{subjects.KV_EXECUTIONS}")
+                return int(info.state.messages), int(info.state.last_seq)
+            finally:
+                await nc.close()
+
+        left, written = run_async(go())
+    finally:
+        server.stop()
+    assert written >= 2 * size, f"only {written} registry writes for {size} jobs"
+    assert left <= size // 20, (f"{left} of {size} finished jobs' delete markers are still "
+                                "in the registry after a clean stop")
