@@ -10,9 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, NotFoundError, ObjectNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from . import bus, subjects
+from . import bus, objects, subjects
 from .attempt import submission_id
 from .messages import (
     JobCancelRequested,
@@ -116,18 +116,16 @@ async def graph(js: Any, wf: str, tries: int = 3) -> bytes | None:
     """The stored graph. A read that overlaps the monitor replacing the object can wait
     for chunks that were purged meanwhile (it never ends by itself), so each read has a
     deadline, and a new read finds the new object."""
-    obj = await js.object_store(subjects.OBJ_GRAPHS)
     name = check_workflow(wf)
     for attempt in range(tries):
         try:
-            res = await asyncio.wait_for(obj.get(name), GRAPH_READ)
-        except (ObjectNotFoundError, NotFoundError, KeyNotFoundError):
-            return None
-        except asyncio.TimeoutError:
+            data = await asyncio.wait_for(objects.get(js, subjects.OBJ_GRAPHS, name),
+                                          GRAPH_READ)
+        except (asyncio.TimeoutError, objects.ObjectError):
             if attempt == tries - 1:
                 raise
             continue
-        return bytes(res.data) if res.data else None
+        return data or None
     return None
 
 

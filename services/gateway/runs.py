@@ -16,10 +16,9 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     NotFoundError,
-    ObjectNotFoundError,
 )
 
-from jobmesh.common import names, ops, subjects
+from jobmesh.common import names, objects, ops, subjects
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.packing import unpack
 from jobmesh.common.report import iso, status_json
@@ -118,12 +117,8 @@ async def get_run(gw: GatewayDep, name: WfName, run: RunId) -> dict[str, Any]:
             response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
 async def run_graph(gw: GatewayDep, name: WfName, run: RunId) -> Response:
     check_run(run)
-    obj = await gw.js.object_store(subjects.OBJ_GRAPHS)
-    try:
-        res = await obj.get(subjects.run_record_key(name, run))
-    except (ObjectNotFoundError, NotFoundError, KeyNotFoundError):
-        res = None
-    if res is None or not res.data:
+    data = await objects.get(gw.js, subjects.OBJ_GRAPHS, subjects.run_record_key(name, run))
+    if not data:
         raise HTTPException(404, f"no graph kept for run '{run}' of workflow '{name}'; "
                                  f"GET /api/workflows/{name}/graph.svg is the current one")
-    return Response(bytes(res.data), media_type="image/svg+xml")
+    return Response(data, media_type="image/svg+xml")

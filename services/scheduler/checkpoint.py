@@ -40,7 +40,8 @@ import logging
 import os
 from typing import Any
 
-from jobmesh.common import bus, subjects
+from jobmesh.common import bus, objects, subjects
+from jobmesh.common.packing import pack, unpack
 
 from .cache import decode_jobs
 from .core import SchedulerCore
@@ -144,17 +145,18 @@ async def open_store(js: Any, replicas: int, create: bool = True) -> Any:
             return await js.object_store(STORE)
 
 
-async def read(store: Any) -> bytes | None:
-    from nats.js.errors import NotFoundError, ObjectNotFoundError
-
-    try:
-        return bytes((await store.get(NAME)).data or b"") or None
-    except (NotFoundError, ObjectNotFoundError):
-        return None
+async def read(js: Any) -> bytes | None:
+    """The stored checkpoint (JSON), None if there is none. Read in one batch
+    (``objects.get``: nats-py's reader took ~300 ms for the 3.5 MB checkpoint of a home
+    that ran a 10,000-job sweep); stored compressed when large (``write``)."""
+    data = await objects.get(js, STORE, NAME)
+    return unpack(data) if data else None
 
 
 async def write(store: Any, data: bytes) -> None:
-    await store.put(NAME, data)
+    """Store the checkpoint, zlib-compressed when large (``packing``): the cache index
+    of a 10,000-job sweep is ~3.5 MB of JSON, ~6x smaller packed."""
+    await store.put(NAME, pack(data))
 
 
 async def replay_run(js: Any, wf: str, first: int, upto: int) -> list[tuple[int, Any]]:

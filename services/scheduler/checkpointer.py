@@ -44,7 +44,7 @@ class Checkpointer:
             self.store = await checkpoint.open_store(self.js, self.replicas, create=False)
             if self.store is None:  # a new home: the first save creates the store
                 return 1
-            data = await checkpoint.read(self.store)
+            data = await checkpoint.read(self.js)
             info = await self.js.stream_info(subjects.STREAM_EVENTS)
         except Exception as exc:  # noqa: BLE001 - no checkpoint: replay the whole log
             log.warning("cannot read the checkpoint (%r); replaying the whole log", exc)

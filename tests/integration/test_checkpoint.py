@@ -21,7 +21,7 @@ def _checkpoint(bus: Any) -> dict[str, Any] | None:
     from jobmesh.scheduler import checkpoint
 
     async def go(js: Any) -> bytes | None:
-        return await checkpoint.read(await checkpoint.open_store(js, 1))
+        return await checkpoint.read(js)
 
     data = bus.call(go)
     return json.loads(data) if data else None
