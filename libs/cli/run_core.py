@@ -29,11 +29,12 @@ def run_plain(file: Path, parallel: int = 0, name: str | None = None, restart: b
               quiet: bool = False, var: list[str] | None = None,
               allow_large: bool = False) -> int:
     """``jobmesh run``: its exit code."""
-    wf = _load(file, name, var, allow_large)
     parallel = parallel or os.cpu_count() or 1
+    loaded = [_load(file, name, var, allow_large)]
     if parallel < 1:
         raise UserError("--parallel must be at least 1")
-    return asyncio.run(_run(wf, parallel, restart, quiet))
+    # (handed over in a list that _run empties: no frame here keeps the parsed spec)
+    return asyncio.run(_run(loaded, parallel, restart, quiet))
 
 
 def _on_signals(callback: Callable[[], object]) -> None:
@@ -47,13 +48,18 @@ def _on_signals(callback: Callable[[], object]) -> None:
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
 
 
-async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
+async def _run(loaded: list[Workflow], parallel: int, restart: bool, quiet: bool) -> int:
+    """The run of ``loaded[0]`` (taken out of the list: once it is submitted only the
+    services keep a spec, see ``kept`` below)."""
+    wf: Workflow | None = loaded.pop()
+    assert wf is not None
     interrupted = asyncio.Event()
     _on_signals(interrupted.set)
     async with Stack(_home(), live_graphs=False) as stack:
         snap, old = await asyncio.gather(ops.snapshot(stack.js, wf.name),
                                           ops.spec(stack.js, wf.name))
         changed = old is not None and old.digest() != wf.digest()
+        del old  # (the earlier run's spec: ~4 KB a job, not needed again)
         if snap is not None and not snap.state.terminal and not restart:
             if changed:
                 raise UserError(f"workflow '{wf.name}' is still running (run {snap.run}) "
@@ -69,29 +75,38 @@ async def _run(wf: Workflow, parallel: int, restart: bool, quiet: bool) -> int:
                 if snap is not None and not restart else ""
             err.print(f"[bold]{wf.name}[/]: run {run_id}, {len(wf.jobs)} jobs, up to "
                       f"{parallel} at once{since}", highlight=False)
-        final = await _follow(stack, wf.name, run_id, seq, interrupted, quiet)
+        before = None if snap is None else (snap.run, snap.state)
+        name, dynamic = wf.name, wf.dynamic
+        # The in-process monitor and scheduler hold the submitted spec (decoded from the
+        # log): the command's own parsed copy (~4 KB a job, 80 MB for a 20,000-job sweep)
+        # and the old snapshot are dropped while the run goes on. A shared stack (``jobmesh
+        # up``) has no monitor here: its final graph is laid out from this copy.
+        kept = wf if stack.monitor is None else None
+        del snap, wf
+        final = await _follow(stack, name, run_id, seq, interrupted, quiet)
         if final is None:
             err.print(f"\n[yellow]interrupted[/]: jobs keep running. Run the same command "
-                      f"again to re-attach, or 'jobmesh status {wf.name}'.")
+                      f"again to re-attach, or 'jobmesh status {name}'.")
             return 130
         out.print(view.final_table(final))
-        _reused(final, snap)
-        if wf.dynamic:  # it grew while it ran: draw what ran
-            wf = await ops.spec(stack.js, wf.name) or wf
-        svg_path, state_path = await _write_results(stack, wf, final)
+        _reused(final, before)
+        if dynamic and kept is not None:  # it grew while it ran: draw what ran
+            kept = await ops.spec(stack.js, name) or kept
+        svg_path, state_path = await _write_results(stack, name, kept, final)
         err.print(f"graph: {svg_path}\nstate: {state_path}", highlight=False)
         return 0 if final.state is WorkflowState.SUCCEEDED else 1
 
 
-def _reused(final: WorkflowSnapshot, before: WorkflowSnapshot | None) -> None:
-    """Say how many jobs were reused from earlier runs and the run time that saved."""
+def _reused(final: WorkflowSnapshot, before: tuple[str, WorkflowState] | None) -> None:
+    """Say how many jobs were reused from earlier runs and the run time that saved;
+    ``before``: the earlier snapshot's run and state."""
     cached = [j.cached_from for j in final.jobs.values() if j.cached_from]
     if not cached:
         return
     saved = sum(c.get("seconds") or 0.0 for c in cached)
     if len(cached) == len(final.jobs) and before is not None and \
-            before.state is WorkflowState.SUCCEEDED:
-        err.print(f"{final.name}: nothing changed since run {before.run}, which already "
+            before[1] is WorkflowState.SUCCEEDED:
+        err.print(f"{final.name}: nothing changed since run {before[0]}, which already "
                   f"succeeded: all {len(cached)} jobs reused (saved {saved:.1f}s of run "
                   "time); --restart runs them again", highlight=False)
         return
@@ -155,30 +170,39 @@ async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asy
     return latest() if done.is_set() else None
 
 
-async def _write_results(stack: Stack, wf: Workflow, snap: WorkflowSnapshot
-                         ) -> tuple[Path, Path]:
+async def _write_results(stack: Stack, name: str, wf: Workflow | None,
+                         snap: WorkflowSnapshot) -> tuple[Path, Path]:
     """The final graph and state.json. The graph is the monitor's: it laid the run out
     once (Graphviz, in a thread, while the jobs ran); here it is only recoloured. Without
-    an in-process monitor (a ``jobmesh up`` stack) it is laid out here."""
+    an in-process monitor (a ``jobmesh up`` stack) it is laid out here from ``wf``; if the
+    monitor has no layout, from the spec it folded (or the stored one)."""
     from jobmesh.monitor.graph import layout, layout_key
 
-    folder = _home() / "runs" / wf.name / snap.run
+    folder = _home() / "runs" / name / snap.run
     folder.mkdir(parents=True, exist_ok=True)
     now = time.time()
     graph = None
     if stack.monitor is not None:
         try:
-            graph = await stack.monitor.graph_of(wf.name, layout_key(snap))
+            graph = await stack.monitor.graph_of(name, layout_key(snap))
         except Exception:  # noqa: BLE001  (laid out here instead)
             graph = None
     if graph is None:
+        if wf is None and stack.monitor is not None:
+            folded: Workflow | None = stack.monitor.fold.specs.get(name)
+            wf = folded
+        if wf is None:
+            wf = await ops.spec(stack.js, name)
+        if wf is None:
+            raise UserError(f"the spec of workflow '{name}' is gone: no graph drawn", 1)
         graph = await asyncio.to_thread(layout, wf, snap, now)
     svg = graph.patch(snap, now)
     if stack.monitor is not None:  # its run history keeps this final graph
         try:
-            await stack.monitor.keep_final(wf.name, snap.run, svg)
+            await stack.monitor.keep_final(name, snap.run, svg)
         except Exception as exc:  # noqa: BLE001  (the file below is written all the same)
             err.print(f"[yellow]warning:[/] the run's graph was not stored: {exc}")
-    (folder / f"{wf.name}.svg").write_bytes(svg)
-    (folder / "state.json").write_text(json.dumps(view.status_json(snap), indent=2))
-    return folder / f"{wf.name}.svg", folder / "state.json"
+    (folder / f"{name}.svg").write_bytes(svg)
+    with open(folder / "state.json", "w") as f:  # streamed: json.dumps(indent=...) holds
+        json.dump(view.status_json(snap), f, indent=2)  # ~5 KB a job while it joins
+    return folder / f"{name}.svg", folder / "state.json"
