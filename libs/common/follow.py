@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import subjects
 from .natsconn import retrying
+from .packing import unpack
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -17,13 +18,14 @@ _event_log: Any = None
 
 
 def decode_log(data: bytes) -> Any:
-    """Bytes from the EVENTS stream -> a typed command or event."""
+    """Bytes from the EVENTS stream -> a typed command or event (a large one is stored
+    zlib-packed, ``bus.publish``)."""
     global _event_log
     if _event_log is None:
         from .messages import EVENT_LOG
 
         _event_log = EVENT_LOG
-    return _event_log.validate_json(data)
+    return _event_log.validate_json(unpack(data) if data[:1] == b"x" else data)
 
 
 # A big message (a submission or a foreach expansion of thousands of jobs) is decoded once

@@ -40,18 +40,20 @@ async def submit(js: Any, workflow: Workflow, parallel: int, run: str | None = N
     run = run or new_run_id()
     msg = WorkflowSubmitted(workflow=workflow.name, run=run, spec=workflow,
                             parallel=max(1, parallel), time=time.time(), cache=cache)
-    payload = bus.encode(msg)
+    subject = subjects.workflow(workflow.name)
+    payload = bus.log_payload(subject, bus.encode(msg))  # packed when large
     limit = getattr(getattr(js, "_nc", None), "max_payload", None)
     if isinstance(limit, int) and len(payload) > limit:
         raise bus.MessageTooLarge(
             f"workflow {workflow.name!r} is {len(payload) / 2**20:.1f} MB as submitted "
-            f"({len(workflow.jobs):,} jobs after expansion), over the NATS server's "
+            f"({'compressed; ' if payload[:1] == b'x' else ''}{len(workflow.jobs):,} "
+            f"job{'' if len(workflow.jobs) == 1 else 's'} after expansion), over the NATS server's "
             f"max_payload of {limit / 2**20:.1f} MB, so it cannot be submitted. A "
             "foreach is expanded when the workflow is submitted: take its values from a "
             "parent's output (a dynamic foreach, expanded as the run goes), drop "
             "per-job fields such as env that only repeat the values, or raise "
             "max_payload in the server's configuration.")
-    seq = await bus.publish(js, subjects.workflow(workflow.name), msg,
+    seq = await bus.publish(js, subject, msg,
                             msg_id=submission_id(workflow.name, run), payload=payload)
     return run, seq
 

@@ -12,6 +12,7 @@ PREFIX = "jobmesh"
 STREAM_EVENTS = "EVENTS"   # workflow commands and job events: one ordered log
 STREAM_JOBS = "JOBS"       # work for executors, work-queue retention
 EVENTS_SUBJECTS = [f"{PREFIX}.workflows.>", f"{PREFIX}.events.>"]
+LOG_PREFIXES = (f"{PREFIX}.workflows.", f"{PREFIX}.events.")  # subjects of EVENTS
 JOBS_SUBJECTS = [f"{PREFIX}.jobs.>"]
 KV_WORKFLOWS = "workflows"   # <wf> -> WorkflowSnapshot
 KV_SPECS = "specs"           # <wf> -> the submitted Workflow spec

@@ -83,14 +83,18 @@ def test_rest_variables_cannot_break_a_directive_or_the_bus(api: httpx.Client,
 
 
 def test_a_workflow_over_the_message_limit_is_a_413_at_once(api: httpx.Client) -> None:
-    """A 9,000-job sweep whose jobs each carry a 1 KB env value expands to over NATS's
-    8 MB max_payload: the run is refused with 413 and what to change, not a 503 after
-    90 s of retries."""
+    """Two jobs carrying 12 MB of random (incompressible) env values are over NATS's
+    8 MB max_payload even compressed: the run is refused with 413 and what to change,
+    not a 503 after 90 s of retries."""
+    import base64
+    import os
+
     import yaml
 
+    env = {f"NOTE{i}": base64.b64encode(os.urandom(750_000)).decode() for i in range(8)}
     text = yaml.safe_dump({"name": "huge", "workflow": {"nodes": {"train": {
-        "exec": "true # {seed}", "env": {"NOTE": "n" * 1000, "SEED": "{seed}"},
-        "foreach": {"seed": "[0-8999]"}}}, "dependencies": []}})
+        "exec": "true # {seed}", "env": env, "foreach": {"seed": [1, 2]}}},
+        "dependencies": []}})
     up = api.post("/api/workflows", files={"file": ("huge.yaml", text.encode())})
     assert up.status_code == 201, up.text
     began = time.monotonic()
