@@ -1,0 +1,79 @@
+"""What keeps a big run's memory down without changing what is stored or read (issue 19):
+run records encoded without text copies (services/monitor/history.py), a big spec's jobs
+sharing their pydantic ``model_fields_set`` (libs/common/spec.py), and a big submission
+decoded once per process with that sharing (libs/common/follow.py)."""
+
+from __future__ import annotations
+
+import json
+
+from jobmesh.common import bus
+from jobmesh.common.follow import decode_shared
+from jobmesh.common.loader import parse_workflow
+from jobmesh.common.messages import JobStatus, WorkflowSnapshot, WorkflowSubmitted
+from jobmesh.common.packing import pack, unpack
+from jobmesh.common.spec import SHARE_FIELDS_SET_FROM, JobSpec, Workflow, share_fields_set
+from jobmesh.common.states import JobState
+from jobmesh.monitor import history
+
+
+def _old_record(snap: WorkflowSnapshot, queued: dict[str, float]) -> bytes:
+    return pack(b'{"queued":' + json.dumps(queued).encode() + b',"snapshot":' +
+                snap.model_dump_json(exclude_none=True).encode() + b"}")
+
+
+def test_a_run_record_is_what_it_was() -> None:
+    for n in (2, 4000):  # plain JSON, and compressed
+        snap = WorkflowSnapshot(name="w", run="r", jobs={
+            f"j{i}": JobStatus(state=JobState.SUCCEEDED, msg="é ü", outputs={"x": 1.5})
+            for i in range(n)})
+        queued = {f"j{i}": 1.7e9 + i / 7 for i in range(n)}
+        data = history.record(snap, queued)
+        assert unpack(data) == unpack(_old_record(snap, queued))
+        assert (data[:1] == b"x") == (n > 2)
+        back, q = history.read_record(data)
+        assert back == snap and q == queued
+
+
+def _sweep(n: int) -> str:
+    return ("name: sweep\nworkflow:\n  nodes:\n    train:\n      exec: 'true {x}'\n"
+            "      env: {X: '{x}'}\n"
+            f"      foreach: {{x: '[1-{n}]'}}\n")
+
+
+def test_a_big_sweeps_jobs_share_one_fields_set_and_encode_as_before() -> None:
+    wf = parse_workflow(_sweep(SHARE_FIELDS_SET_FROM), "s.yaml", "/tmp",
+                        allow_large=True).workflow
+    sets = {id(j.__pydantic_fields_set__) for j in wf.jobs.values()}
+    assert len(sets) == 1
+    one = next(iter(wf.jobs.values()))
+    assert {"name", "exec", "env", "params", "foreach_of"} <= one.model_fields_set
+    fresh = {n: JobSpec.model_validate(j.model_dump()) for n, j in wf.jobs.items()}
+    assert wf.model_copy(update={"jobs": fresh}).digest() == wf.digest()
+    assert wf.model_dump_json() == wf.model_copy(
+        update={"jobs": fresh}).model_dump_json()
+    small = parse_workflow(_sweep(10), "s.yaml", "/tmp").workflow
+    assert len({id(j.__pydantic_fields_set__) for j in small.jobs.values()}) == 10
+
+
+def test_share_fields_set_keeps_different_sets_apart() -> None:
+    jobs = [JobSpec(name=f"a{i}", exec="x") if i % 2 else JobSpec(name=f"b{i}")
+            for i in range(SHARE_FIELDS_SET_FROM)]
+    share_fields_set(jobs)
+    assert {frozenset(j.model_fields_set) for j in jobs} == {
+        frozenset({"name", "exec"}), frozenset({"name"})}
+    assert len({id(j.__pydantic_fields_set__) for j in jobs}) == 2
+
+
+def test_a_big_submission_is_decoded_once_with_shared_sets() -> None:
+    wf = parse_workflow(_sweep(SHARE_FIELDS_SET_FROM + 5), "s.yaml", "/tmp",
+                        allow_large=True).workflow
+    data = bus.encode(WorkflowSubmitted(workflow="sweep", run="r", spec=wf, time=1.0))
+    item = decode_shared(7, data)
+    assert decode_shared(7, data) is item
+    assert len({id(j.__pydantic_fields_set__) for j in item.spec.jobs.values()}) == 1
+    one = next(iter(item.spec.jobs.values()))
+    copy = one.model_copy(update={"timeout": 5.0})  # a copy gets a set of its own
+    assert "timeout" in copy.model_fields_set and "timeout" not in one.model_fields_set
+    assert item.spec.model_dump_json() == Workflow.model_validate_json(
+        wf.model_dump_json()).model_dump_json()
