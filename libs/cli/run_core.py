@@ -167,7 +167,12 @@ async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asy
         if live:
             live.stop()
         watcher.cancel()
-    return latest() if done.is_set() else None
+    if not done.is_set():
+        return None
+    head = ops.peek(raw[0])
+    mine = stack.monitor.final_of(wf, run_id, head[2]) if stack.monitor is not None and \
+        head is not None else None
+    return mine or latest()  # the in-process monitor's is what was stored: no decode
 
 
 async def _write_results(stack: Stack, name: str, wf: Workflow | None,

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from jobmesh.common import bus, subjects
+from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.packing import pack
 from jobmesh.common.settings import Settings
 
@@ -210,6 +211,17 @@ class MonitorService:
                 and not self.runs.pending and not self.runs.changed
                 and resume.wanted(self.fold))
 
+    def final_of(self, wf: str, run: str, seq: int) -> WorkflowSnapshot | None:
+        """The fold's snapshot of ``run`` if it is the one stored last, whole, at ``seq``
+        and ended (what ``jobmesh run`` would decode from the bucket at its end; a
+        20,000-job one decodes to ~50 MB more); else None."""
+        snap: WorkflowSnapshot | None = self.fold.snaps.get(wf)
+        if snap is None or snap.run != run or snap.seq != seq or not snap.state.terminal \
+                or wf in self.dirty or self.trim.get(wf) == run or \
+                self.refused.get(wf) == run:
+            return None
+        return snap
+
     async def keep_final(self, wf: str, run: str, svg: bytes) -> None:
         """Store a run's final graph drawn elsewhere from this monitor's layout
         (``jobmesh run``'s, as it ends), as the graph loop would have stored it."""
@@ -225,7 +237,8 @@ class MonitorService:
         spec, snap = self.fold.specs.get(wf), self.fold.snaps.get(wf)
         if spec is None or snap is None:
             return
-        data = pack(spec.model_dump_json().encode())  # (ops.spec unpacks)
+        # (bytes straight from the serializer: no text copy of a big spec; ops.spec unpacks)
+        data = pack(spec.__pydantic_serializer__.to_json(spec))
         self.spec_revs.pop(wf, None)  # (known again once stored)
         try:
             self.spec_revs[wf] = await bus.kv_put(self.specs, wf, data)
