@@ -53,6 +53,7 @@ class SchedulerService:
                 for seq, msg in batch:
                     if self.ckpt.covers(seq, msg):
                         continue
+                    await self.ckpt.fetch(msg)
                     stub = checkpoint.needs_rebuild(self.core, msg)
                     if stub is not None:
                         await self.ckpt.rebuild(msg.workflow, stub, seq)

@@ -8,18 +8,23 @@ as JSON in the object store ``scheduler``, taken only when every decision so far
 the log (after the shell's publishes were acked) and no replaced run is still being
 canceled:
 
-    {"version": 2, "seq": S, "start": T, "finished": {wf: [run, first_seq]},
-     "purge": {...}, "cache": {wf: "<JSON text of {job: [entry, ...]}>"}}
+    {"version": 3, "seq": S, "start": T, "finished": {wf: [run, first_seq]},
+     "purge": {...}, "cache": {wf: "<JSON text of {job: [entry, ...]}>"},
+     "stored": [wf, ...]}
 
-Each workflow's cache is JSON text inside the document, so a save re-encodes only the
-workflows whose entries changed since the last save or load (``CacheIndex.encoded``):
-after a 10,000-job sweep, a later 1-job run's end no longer encodes the sweep's 10,000
-attempts again. A load keeps the text too and decodes a workflow's part only when the
-scheduler first needs it (``CacheIndex.jobs_of``); text it cannot decode then is
-dropped with a warning, and that workflow's jobs run again. The document is still
-written as one object, so a scheduler killed at any point finds either the old
-checkpoint or the new one whole. Version 1 (the cache
-as plain JSON) is still read.
+Each workflow's cache is JSON text, so a save re-encodes only the workflows whose
+entries changed since the last save or load (``CacheIndex.encoded``), and a load
+decodes a workflow's part only when the scheduler first needs it
+(``CacheIndex.jobs_of``); text it cannot decode then is dropped with a warning, and
+that workflow's jobs run again. A small workflow's text is inside the document; a big
+one's (over INLINE characters: a 10,000-job sweep's is ~3.5 MB) is its own object,
+``cache.<wf>``, named under "stored", written (packed) only when it changed, and read
+only when a message of that workflow comes (``Stored``): a 1-job run after a
+100,000-job sweep neither reads nor writes the sweep's cache. A workflow's object is
+written before the document that names it, and a newer object under an older document
+only holds more succeeded attempts of the same log (applying them again is a no-op),
+so a scheduler killed at any point finds a usable checkpoint. Versions 1 (the cache as
+plain JSON) and 2 (every text inside) are still read.
 
 A restarted scheduler loads it and follows the log from ``T``: the submission of the
 oldest run still going, or ``S + 1`` when none is. Messages up to ``S`` of the
@@ -38,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobmesh.common import bus, objects, subjects
@@ -49,8 +55,10 @@ from .core import SchedulerCore
 log = logging.getLogger("jobmesh.scheduler.checkpoint")
 STORE = "scheduler"  # object store
 NAME = "checkpoint"
-VERSION = 2
-VERSIONS = (1, 2)  # what restore reads
+VERSION = 3
+VERSIONS = (1, 2, 3)  # what restore reads
+INLINE = 64_000  # characters: a bigger workflow cache text is its own object
+CACHE_PREFIX = "cache."  # + workflow name: the object holding that workflow's cache
 EVERY = 1.0  # seconds: at most one checkpoint per second while runs finish
 RETENTION_ENV = "JOBMESH_EVENTS_RETENTION"
 
@@ -76,9 +84,22 @@ def start_of(core: SchedulerCore, seq: int) -> int:
     return min([seq + 1, *firsts])
 
 
-def dump(core: SchedulerCore, seq: int, purge: dict[str, list[Any]]) -> bytes:
+@dataclass
+class Stored:
+    """The workflows whose cache text is an object of its own (``cache.<wf>``)."""
+
+    written: dict[str, str] = field(default_factory=dict)  # wf -> the text last stored
+    unfetched: set[str] = field(default_factory=set)  # named by the document, not read yet
+    due: dict[str, str] = field(default_factory=dict)  # to store before the next document
+    dropped: set[str] = field(default_factory=set)  # objects no document names any more
+
+
+def dump(core: SchedulerCore, seq: int, purge: dict[str, list[Any]],
+         stored: Stored | None = None) -> bytes:
     """``purge``: workflow -> [run, its last seq, when it was compacted], runs whose
-    events retention may remove later."""
+    events retention may remove later. With ``stored``, big workflow caches are named,
+    and those changed since written are put in ``stored.due`` (the caller stores them
+    first); without, every text is inside."""
     index = core.cache
     encoded = index.encoded
     for wf in [wf for wf in encoded if wf not in index.done and wf not in index.unread]:
@@ -86,9 +107,23 @@ def dump(core: SchedulerCore, seq: int, purge: dict[str, list[Any]]) -> bytes:
     for wf, jobs in index.done.items():
         if wf not in encoded:
             encoded[wf] = _encode(jobs)
+    inline, named = encoded, []
+    if stored is not None:
+        inline, named = {}, sorted(stored.unfetched)
+        for wf, text in encoded.items():
+            if len(text) <= INLINE:
+                inline[wf] = text
+                continue
+            named.append(wf)
+            if stored.written.get(wf) is not text:
+                stored.due[wf] = text
+        for wf in set(stored.written) - set(named):  # deleted, or small again
+            del stored.written[wf]
+            stored.dropped.add(wf)
     return json.dumps({"version": VERSION, "seq": seq, "start": start_of(core, seq),
                        "finished": {wf: list(v) for wf, v in core.finished.items()},
-                       "purge": purge, "cache": encoded}, separators=(",", ":")).encode()
+                       "purge": purge, "cache": inline, "stored": sorted(named)},
+                      separators=(",", ":")).encode()
 
 
 def _encode(jobs: dict[str, Any]) -> str:
@@ -97,9 +132,12 @@ def _encode(jobs: dict[str, Any]) -> str:
                       separators=(",", ":"))
 
 
-def restore(core: SchedulerCore, data: bytes) -> tuple[int, int, dict[str, list[Any]]]:
-    """Load a checkpoint into a fresh core; returns (seq, start, purge). Raises
-    ValueError on data it cannot use (the caller then replays the whole log)."""
+def restore(core: SchedulerCore, data: bytes, stored: Stored | None = None
+            ) -> tuple[int, int, dict[str, list[Any]]]:
+    """Load a checkpoint into a fresh core; returns (seq, start, purge); the workflows
+    whose cache is an object of its own go to ``stored.unfetched`` (the caller reads each
+    when first needed: ``fetch``). Raises ValueError on data it cannot use (the caller
+    then replays the whole log)."""
     encoded: dict[str, str] = {}
     unread: dict[str, str] = {}
     try:
@@ -119,13 +157,59 @@ def restore(core: SchedulerCore, data: bytes) -> tuple[int, int, dict[str, list[
             if not isinstance(jobs, str):
                 raise TypeError(f"workflow {wf}: cache is not JSON text")
             unread[wf] = encoded[wf] = jobs  # decoded when first needed
+        named = {str(wf) for wf in doc.get("stored", [])}
+        if named and stored is None:
+            raise ValueError("it names workflow caches stored apart; read with Stored")
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"malformed checkpoint: {exc!r}") from None
     if not 0 < start <= seq + 1:
         raise ValueError(f"checkpoint starts at {start}, after its sequence {seq}")
     core.finished, core.cache.done = finished, done
     core.cache.encoded, core.cache.unread = encoded, unread
+    if stored is not None:
+        stored.unfetched, stored.written = named, {}
     return seq, start, purge
+
+
+async def fetch(js: Any, core: SchedulerCore, stored: Stored, wf: str) -> None:
+    """Read the cache of ``wf`` if the checkpoint named it and it was not read yet. A
+    missing or unreadable one is logged, and that workflow's jobs run again."""
+    if wf not in stored.unfetched:
+        return
+    try:
+        data = await objects.get(js, STORE, CACHE_PREFIX + wf)
+        text = unpack(data).decode() if data else None
+    except Exception as exc:  # noqa: BLE001 - the cache only saves work
+        log.warning("workflow %s: cannot read its cached attempts (%r); its jobs run "
+                    "again", wf, exc)
+        text = None
+    stored.unfetched.discard(wf)
+    if text is None:
+        stored.dropped.add(wf)
+        return
+    core.cache.unread[wf] = core.cache.encoded[wf] = stored.written[wf] = text
+
+
+async def write_caches(store: Any, stored: Stored) -> None:
+    """Store the changed big caches ``dump`` found (before the document names them)."""
+    while stored.due:
+        wf, text = next(iter(stored.due.items()))
+        await store.put(CACHE_PREFIX + wf, pack(text.encode()))
+        stored.written[wf] = text
+        del stored.due[wf]
+
+
+async def drop_caches(store: Any, stored: Stored) -> None:
+    """Delete the objects no stored document names any more (best effort)."""
+    for wf in list(stored.dropped):
+        if wf in stored.written or wf in stored.unfetched:
+            stored.dropped.discard(wf)  # named again (a workflow run again)
+            continue
+        try:
+            await store.delete(CACHE_PREFIX + wf)
+        except Exception as exc:  # noqa: BLE001 - a leftover object is only space
+            log.debug("cache object of %s not deleted: %r", wf, exc)
+        stored.dropped.discard(wf)
 
 
 async def open_store(js: Any, replicas: int, create: bool = True) -> Any:

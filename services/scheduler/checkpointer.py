@@ -30,6 +30,7 @@ class Checkpointer:
         self.purge: dict[str, list[Any]] = {}  # workflow -> [run, last seq, compacted at]
         self.deleted: list[tuple[str, int]] = []  # deletions whose events are to go
         self.pending = False  # compacted or purged since the last save
+        self.stored = checkpoint.Stored()  # big workflow caches, objects of their own
         self.last_save = 0.0
         self.last_expire = 0.0
         try:
@@ -52,7 +53,7 @@ class Checkpointer:
         if not data:
             return 1
         try:
-            seq, start, purge = checkpoint.restore(self.core, data)
+            seq, start, purge = checkpoint.restore(self.core, data, self.stored)
             if seq > info.state.last_seq:
                 raise ValueError(f"it is at sequence {seq}, the log ends at "
                                  f"{info.state.last_seq} (a new log)")
@@ -60,12 +61,20 @@ class Checkpointer:
             log.warning("ignoring the checkpoint: %s; replaying the whole log", exc)
             self.core.finished, self.core.cache.done = {}, {}
             self.core.cache.encoded, self.core.cache.unread = {}, {}
+            self.stored = checkpoint.Stored()
             return 1
         self.seq = self.saved_seq = self.skip_upto = seq
         self.skip, self.purge = set(self.core.finished), purge
         log.info("checkpoint at %d: %d finished runs; following the log from %d", seq,
                  len(self.skip), start)
         return start
+
+    async def fetch(self, msg: Any) -> None:
+        """Before a message of a workflow is applied: read that workflow's cache if the
+        checkpoint keeps it apart and it was not read yet (``checkpoint.fetch``)."""
+        wf = getattr(msg, "workflow", None)
+        if isinstance(wf, str) and wf in self.stored.unfetched:
+            await checkpoint.fetch(self.js, self.core, self.stored, wf)
 
     def covers(self, seq: int, msg: Any) -> bool:
         """Is this message in the loaded checkpoint already?"""
@@ -136,16 +145,19 @@ class Checkpointer:
     async def _save(self, now: float) -> None:
         if self.core.stale:
             return
-        data = checkpoint.dump(self.core, self.seq, self.purge)
+        data = checkpoint.dump(self.core, self.seq, self.purge, self.stored)
         self.last_save = now
         try:
             if self.store is None:
                 self.store = await checkpoint.open_store(self.js, self.replicas)
+            await checkpoint.write_caches(self.store, self.stored)  # before the document
             await checkpoint.write(self.store, data)
         except Exception as exc:  # noqa: BLE001 - NATS away: the next one
             log.warning("checkpoint not written: %r", exc)
             return
         self.saved_seq, self.pending = self.seq, False
+        if self.stored.dropped:
+            await checkpoint.drop_caches(self.store, self.stored)
 
     async def _purge_deleted(self) -> None:
         """A deleted workflow's events go; its ``deleted`` command stays, so followers

@@ -121,3 +121,40 @@ def test_retention_purges_finished_runs_after_the_monitor(tmp_path: Path, servic
                      "the second run ends")
     assert again.state.value == "SUCCEEDED"
     assert all(j.cached_from for j in again.jobs.values()), again.jobs
+
+
+def test_a_big_workflows_cache_is_kept_apart_and_read_only_when_it_runs_again(
+        tmp_path: Path, services: Any, bus: Any) -> None:
+    """A 300-job sweep's cached attempts (~100 KB of JSON) are an object of their own,
+    named by the checkpoint. A restarted scheduler that runs another workflow does not
+    read them (the sweep stays named, unread), and running the sweep again reuses every
+    job: its cache was read when its submission came."""
+    import yaml
+
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({"name": "big", "workflow": {"nodes": {
+        "t": {"exec": "true", "foreach": {"i": "[1-300]"}}}}}))
+    small = write_workflow(tmp_path / "s", "small", {"x": {"exec": "true"}}, ["x"])
+    _start(services)
+    bus.submit(big)
+    first = bus.wait("big", lambda s: s.state.value == "SUCCEEDED", 120, "the sweep ends")
+    ck = wait_until(lambda: (c := _checkpoint(bus)) and "big" in c.get("stored", []) and c,
+                    15, "a checkpoint that keeps the sweep's cache apart")
+    assert "big" not in ck["cache"]
+
+    services.kill("scheduler", signal.SIGKILL)
+    services.start("scheduler")
+    bus.submit(small)
+    bus.wait("small", lambda s: s.state.value == "SUCCEEDED", 60, "the small run ends")
+    ck = wait_until(lambda: (c := _checkpoint(bus)) and "small" in c["finished"] and c,
+                    15, "a checkpoint with the small run")
+    assert "big" in ck["stored"] and "big" not in ck["cache"]
+
+    services.kill("scheduler", signal.SIGKILL)
+    services.start("scheduler")
+    bus.submit(big)
+    again = bus.wait("big", lambda s: s.run != first.run and s.state.terminal, 120,
+                     "the sweep's second run ends")
+    assert again.state.value == "SUCCEEDED"
+    assert len(again.jobs) == 300 and all(j.cached_from for j in again.jobs.values())
+    assert "Traceback" not in (tmp_path / "scheduler.log").read_text()

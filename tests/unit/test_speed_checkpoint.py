@@ -1,5 +1,6 @@
 """The scheduler's checkpoint re-encodes only the workflows whose cached attempts changed
-(services/scheduler/checkpoint.py, version 2), and still reads version 1."""
+(services/scheduler/checkpoint.py, version 3), keeps big ones apart, and still reads
+versions 1 and 2."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_a_version_1_checkpoint_is_still_read() -> None:
     assert checkpoint.restore(fresh, json.dumps(doc).encode())[0] == seq
     assert fresh.cache.encoded == {}  # encoded at the next save
     assert fresh.cache.lookup("v", "b", "kb") is not None
-    assert json.loads(checkpoint.dump(fresh, seq, {}))["version"] == 2
+    assert json.loads(checkpoint.dump(fresh, seq, {}))["version"] == checkpoint.VERSION
 
 
 def test_a_workflow_whose_cache_is_not_text_is_refused() -> None:
@@ -108,3 +109,56 @@ def test_an_unreadable_workflow_cache_means_its_jobs_run_again(
     assert "cannot read its cached attempts" in caplog.text
     assert fresh.cache.lookup("w", "a", "ka") is not None
     assert set(json.loads(checkpoint.dump(fresh, seq, {}))["cache"]) == {"w"}
+
+
+def test_a_big_workflow_cache_is_stored_apart_written_once_and_read_when_needed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 3: a cache text over INLINE is named in the document and written as its
+    own object only when it changed; a load leaves it unread (no bytes of it) until a
+    message of that workflow comes."""
+    monkeypatch.setattr(checkpoint, "INLINE", 10)  # every workflow counts as big here
+    core, seq = two_workflows()
+    stored = checkpoint.Stored()
+    doc = json.loads(checkpoint.dump(core, seq, {}, stored))
+    assert doc["cache"] == {} and doc["stored"] == ["v", "w"]
+    assert set(stored.due) == {"v", "w"}
+    texts = dict(stored.due)
+    stored.written.update(stored.due)  # what write_caches does once they are stored
+    stored.due.clear()
+    checkpoint.dump(core, seq, {}, stored)
+    assert stored.due == {}  # unchanged: not written again
+
+    fresh, again = SchedulerCore(), checkpoint.Stored()
+    checkpoint.restore(fresh, json.dumps(doc).encode(), again)
+    assert again.unfetched == {"v", "w"} and fresh.cache.unread == {}
+    assert fresh.cache.lookup("v", "b", "kb") is None  # not read yet
+    # Saved again before anything was read: still named, nothing to write.
+    redo = json.loads(checkpoint.dump(fresh, seq + 1, {}, again))
+    assert redo["stored"] == ["v", "w"] and again.due == {}
+    # What checkpoint.fetch puts in place once the object is read:
+    fresh.cache.unread["v"] = fresh.cache.encoded["v"] = again.written["v"] = texts["v"]
+    again.unfetched.discard("v")
+    assert fresh.cache.lookup("v", "b", "kb") is not None
+    checkpoint.dump(fresh, seq + 1, {}, again)
+    assert again.due == {}  # the text read is the one stored
+
+
+def test_a_deleted_big_workflow_is_dropped_from_the_store(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkpoint, "INLINE", 10)
+    core, seq = two_workflows()
+    stored = checkpoint.Stored()
+    checkpoint.dump(core, seq, {}, stored)
+    stored.written.update(stored.due)
+    stored.due.clear()
+    core.apply(WorkflowDeleted(workflow="v", run="r5", time=7.0), seq + 1)
+    doc = json.loads(checkpoint.dump(core, seq + 1, {}, stored))
+    assert doc["stored"] == ["w"] and stored.dropped == {"v"}
+
+
+def test_a_document_naming_stored_caches_needs_them() -> None:
+    core, seq = two_workflows()
+    doc = json.loads(checkpoint.dump(core, seq, {}))
+    doc["stored"] = ["x"]
+    with pytest.raises(ValueError, match="stored apart"):
+        checkpoint.restore(SchedulerCore(), json.dumps(doc).encode())
