@@ -6,6 +6,7 @@ decoded once per process with that sharing (libs/common/follow.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from jobmesh.common import bus
 from jobmesh.common.follow import decode_shared
@@ -77,3 +78,29 @@ def test_a_big_submission_is_decoded_once_with_shared_sets() -> None:
     assert "timeout" in copy.model_fields_set and "timeout" not in one.model_fields_set
     assert item.spec.model_dump_json() == Workflow.model_validate_json(
         wf.model_dump_json()).model_dump_json()
+
+
+def test_the_monitor_hands_over_only_the_snapshot_it_stored(tmp_path: Path) -> None:
+    """``jobmesh run`` takes its final snapshot from the in-process monitor only when it
+    is the one in the bucket: same run and seq, ended, written, stored whole."""
+    from jobmesh.common.messages import JobSucceeded
+    from jobmesh.common.settings import Settings
+    from jobmesh.common.states import WorkflowState
+    from jobmesh.monitor.app import MonitorService
+
+    mon = MonitorService(Settings(home=tmp_path))
+    wf = parse_workflow("name: w\nworkflow:\n  nodes:\n    a:\n      exec: 'true'\n",
+                        "w.yaml", "/tmp").workflow
+    mon.fold.apply(1, WorkflowSubmitted(workflow="w", run="r", spec=wf, time=1.0))
+    assert mon.final_of("w", "r", 1) is None  # running
+    mon.fold.apply(2, JobSucceeded(workflow="w", run="r", job="a", time=2.0))
+    snap = mon.fold.snaps["w"]
+    assert snap.state is WorkflowState.SUCCEEDED
+    assert mon.final_of("w", "r", 2) is snap
+    assert mon.final_of("w", "r", 1) is None  # not the seq stored
+    assert mon.final_of("w", "other", 2) is None and mon.final_of("x", "r", 2) is None
+    mon.dirty.add("w")  # folded, not written yet
+    assert mon.final_of("w", "r", 2) is None
+    mon.dirty.clear()
+    mon.trim["w"] = "r"  # stored without outputs: not the fold's state
+    assert mon.final_of("w", "r", 2) is None
