@@ -104,3 +104,28 @@ def test_the_monitor_hands_over_only_the_snapshot_it_stored(tmp_path: Path) -> N
     mon.dirty.clear()
     mon.trim["w"] = "r"  # stored without outputs: not the fold's state
     assert mon.final_of("w", "r", 2) is None
+
+
+def test_a_big_runs_job_statuses_share_one_fields_set_and_fold_as_before() -> None:
+    from jobmesh.common.messages import JobStarted, JobSucceeded
+    from jobmesh.monitor.fold import Fold
+
+    wf = parse_workflow(_sweep(SHARE_FIELDS_SET_FROM), "s.yaml", "/tmp",
+                        allow_large=True).workflow
+    fold = Fold()
+    fold.apply(1, WorkflowSubmitted(workflow="sweep", run="r", spec=wf, time=1.0))
+    seq = 1
+    for name in wf.jobs:
+        for ev in (JobStarted(workflow="sweep", run="r", job=name, time=2.0, host="h",
+                              native_id="7", run_dir="/d"),
+                   JobSucceeded(workflow="sweep", run="r", job=name, time=3.0,
+                                outputs={"k": name})):
+            seq += 1
+            fold.apply(seq, ev)
+    snap = fold.snaps["sweep"]
+    assert len({id(j.__pydantic_fields_set__) for j in snap.jobs.values()}) == 1
+    for name, js in snap.jobs.items():
+        assert js == JobStatus(**js.model_dump())
+        assert js.state is JobState.SUCCEEDED and js.outputs == {"k": name}
+        assert js.host == "h" and js.started == 2.0 and js.ended == 3.0
+    assert WorkflowSnapshot.model_validate_json(bus.encode(snap)) == snap
