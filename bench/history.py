@@ -6,9 +6,11 @@ Usage: .venv/bin/python bench/history.py [--size N] [--repeat K] [--retention S]
 2. sweep: an N-job `foreach` sweep (default 100,000; `exec: true`, `--allow-large`) in
    one home: wall time, ms per job, peak RSS of the whole stack (CLI, services,
    nats-server; jobs left out), sampled every 0.1 s;
-3. after: the same 1-job workflow K times in the home the sweep ran in.
+3. after: the same 1-job workflow K times in the home the sweep ran in, each beside a
+   fresh-home run (pairs: both see the same load).
 
-The ratio after/fresh is what the history costs every later command. With --retention
+The ratio after/fresh (median over the pairs) is what the history costs every later
+command. With --retention
 S, JOBMESH_EVENTS_RETENTION=S is set for the sweep's home (finished runs' events leave
 the log S seconds after they end, once the monitor has them). Every figure is printed
 with the 1-minute load average; the JSON goes to bench/results/history.json.
@@ -91,6 +93,8 @@ def main() -> int:
                     "(e.g. another checkout's, for a before/after pair)")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" /
                     "history.json")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the sweep's home (to profile a start in it); says where")
     args = ap.parse_args()
     JOBMESH = args.jobmesh
     tmp = Path(tempfile.mkdtemp(prefix="jmbench-history-"))
@@ -111,13 +115,25 @@ def main() -> int:
               f"(load {s['load']:.2f})", flush=True)
         if args.retention is not None:
             time.sleep(args.retention)  # let the retention pass (the next start purges)
-        out["after"] = one_job(one, home, args.repeat, args.retention, fresh=False)
-        ratio = out["after"]["median_s"] / out["fresh"]["median_s"]
+        # Fresh and after runs side by side (pairs), so both see the same load.
+        pairs = [(one_job(one, tmp, 1, args.retention, fresh=True),
+                  one_job(one, home, 1, args.retention, fresh=False))
+                 for _ in range(args.repeat)]
+        out["after"] = {"median_s": statistics.median(a["median_s"] for _, a in pairs),
+                        "runs_s": [a["median_s"] for _, a in pairs],
+                        "load": [a["load"][0] for _, a in pairs]}
+        out["fresh_beside"] = {"median_s": statistics.median(f["median_s"] for f, _ in pairs),
+                               "runs_s": [f["median_s"] for f, _ in pairs]}
+        ratio = statistics.median(a["median_s"] / f["median_s"] for f, a in pairs)
         out["after_over_fresh"] = ratio
-        print(f"1 job after the sweep: {out['after']['median_s']:.3f} s = {ratio:.2f}x fresh "
-              f"(load {min(out['after']['load']):.2f}-{max(out['after']['load']):.2f})")
+        print(f"1 job after the sweep: {out['after']['median_s']:.3f} s, fresh beside it "
+              f"{out['fresh_beside']['median_s']:.3f} s: {ratio:.2f}x (median of {len(pairs)} "
+              f"pairs; load {min(out['after']['load']):.2f}-{max(out['after']['load']):.2f})")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {tmp} (JOBMESH_HOME={home})")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
     return 0 if out.get("sweep", {}).get("returncode") == 0 else 1
