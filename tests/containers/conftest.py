@@ -16,7 +16,6 @@ import re
 import secrets
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -45,15 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll ``pred`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+    """``wait_until`` polling every half second: containers change state slowly."""
+    return wait_until(pred, timeout, what, every)
 
 
 @pytest.fixture(scope="session")
