@@ -33,7 +33,7 @@ from jobmesh.common.attempt import AttemptKey
 from jobmesh.common.messages import JobReady
 
 from . import launch, rundir
-from .base import InvalidJobError, SubmitError
+from .base import InvalidJobError, SubmitError, fail_waiting
 from .remote import RJob
 from .transport import HostRefused, HostUnreachable, Transport
 
@@ -159,10 +159,7 @@ class Arrays:
             for i in range(0, len(elements), size):
                 await self._send(t, elements[i:i + size])
         except BaseException as exc:
-            for e in elements:
-                if not e.done.done():
-                    e.done.set_exception(exc if isinstance(exc, Exception) else
-                                         SubmitError("the executor is stopping"))
+            fail_waiting((e.done for e in elements), exc)
             if not isinstance(exc, Exception):
                 raise
 

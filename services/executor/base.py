@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 from jobmesh.common.messages import JobReady
@@ -20,6 +21,15 @@ class InvalidJobError(Exception):
 class SubmitError(Exception):
     """Transient: the backend could not take the job now (host down, queue full). The
     message is not acked and comes back later."""
+
+
+def fail_waiting(waiting: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
+    """A batched launch failed: every submission still waiting on it fails with ``exc``
+    (an interruption, a cancel or the executor stopping, as "the executor is stopping")."""
+    for fut in waiting:
+        if not fut.done():
+            fut.set_exception(exc if isinstance(exc, Exception) else
+                              SubmitError("the executor is stopping"))
 
 
 class Executor(ABC):

@@ -31,7 +31,7 @@ from jobmesh.common.messages import (
 from jobmesh.common.spec import JobSpec
 
 from . import launch, outcome, rundir
-from .base import Emit, Executor, InvalidJobError, SubmitError
+from .base import Emit, Executor, InvalidJobError, SubmitError, fail_waiting
 from .local import KILL_GRACE, stage_files
 from .remotewatch import RemoteWatch, RJob  # noqa: F401  (RJob: batch.py)
 from .transport import HostRefused, HostUnreachable, Result, Transport
@@ -239,10 +239,7 @@ class RemoteExecutor(RemoteWatch, Executor):
                                                           timeout=300))
                 outcomes = launch.parse(res.stdout, len(batch))
             except BaseException as exc:
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(exc if isinstance(exc, Exception) else
-                                                SubmitError("the executor is stopping"))
+                fail_waiting((item.done for item in batch), exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
