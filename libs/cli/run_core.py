@@ -8,15 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from rich.live import Live
 
-from jobmesh.common import ops
+from jobmesh.common import bus, follow, ops, subjects
 from jobmesh.common.messages import WorkflowSnapshot
+from jobmesh.common.names import check_workflow
+from jobmesh.common.packing import unpack
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
 
@@ -60,6 +65,7 @@ async def _run(loaded: list[Workflow], parallel: int, restart: bool, quiet: bool
                                           ops.spec(stack.js, wf.name))
         changed = old is not None and old.digest() != wf.digest()
         del old  # (the earlier run's spec: ~4 KB a job, not needed again)
+        own: tuple[str, str] | None = None  # a submission of ours (follow.submitting)
         if snap is not None and not snap.state.terminal and not restart:
             if changed:
                 raise UserError(f"workflow '{wf.name}' is still running (run {snap.run}) "
@@ -70,20 +76,30 @@ async def _run(loaded: list[Workflow], parallel: int, restart: bool, quiet: bool
         else:
             # A new run; without --restart every job whose cache key matches a succeeded
             # attempt of an earlier run is reused, not run (docs/workflows.md).
-            run_id, seq = await ops.submit(stack.js, wf, parallel, cache=not restart)
+            # Our own scheduler and monitor take this spec for the submission rather
+            # than decode a second copy of it from the log (follow.submitting).
+            run_id = ops.new_run_id()
+            follow.submitting(wf, run_id)
+            own = (wf.name, run_id)
+            run_id, seq = await ops.submit(stack.js, wf, parallel, run=run_id,
+                                           cache=not restart)
             since = f"; reusing what it can from run {snap.run}" \
                 if snap is not None and not restart else ""
             err.print(f"[bold]{wf.name}[/]: run {run_id}, {len(wf.jobs)} jobs, up to "
                       f"{parallel} at once{since}", highlight=False)
         before = None if snap is None else (snap.run, snap.state)
         name, dynamic = wf.name, wf.dynamic
-        # The in-process monitor and scheduler hold the submitted spec (decoded from the
-        # log): the command's own parsed copy (~4 KB a job, 80 MB for a 20,000-job sweep)
-        # and the old snapshot are dropped while the run goes on. A shared stack (``jobmesh
-        # up``) has no monitor here: its final graph is laid out from this copy.
+        # The in-process monitor and scheduler hold the submitted spec (this very object,
+        # or decoded from the log): the command lets go of it and of the old snapshot
+        # while the run goes on. A shared stack (``jobmesh up``) has no monitor here: its
+        # final graph is laid out from this copy.
         kept = wf if stack.monitor is None else None
         del snap, wf
-        final = await _follow(stack, name, run_id, seq, interrupted, quiet)
+        try:
+            final = await _follow(stack, name, run_id, seq, interrupted, quiet)
+        finally:
+            if own is not None:  # (no follower of ours took it: a shared stack)
+                follow.submitted(*own)
         if final is None:
             err.print(f"\n[yellow]interrupted[/]: jobs keep running. Run the same command "
                       f"again to re-attach, or 'jobmesh status {name}'.")
@@ -121,24 +137,33 @@ async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asy
     Snapshot updates are only peeked at (run, state, seq); the full snapshot is decoded
     for the live view at its refresh rate and once at the end, so following a
     5,000-job workflow costs no more than following a small one."""
-    raw: list[bytes] = []
+    raw: list[bytes] = []  # the last snapshot of the run, as stored (maybe packed)
+    ended: list[int] = []  # its seq, once it is the run's end
     done = asyncio.Event()
 
     async def watch() -> None:
-        async for value in ops.watch_raw(stack.js, wf):
-            head = ops.peek(value)
+        async for value in _watch_stored(stack.js, wf):
+            head: tuple[str, str, int | None] | None = _front(value)
             if head is None:  # not our encoding: decode it the slow way
-                snap = WorkflowSnapshot.model_validate_json(value)
+                snap = WorkflowSnapshot.model_validate_json(unpack(value))
                 head = (snap.run, snap.state.value, snap.seq)
             if head[0] != run_id:
                 continue
             raw[:] = [value]
-            if head[2] >= seq and WorkflowState(head[1]).terminal:
+            if not WorkflowState(head[1]).terminal:
+                continue
+            last = head[2]
+            if last is None:  # the top-level seq follows the jobs: unpack it all, once
+                whole = ops.peek(value)
+                last = whole[2] if whole is not None else \
+                    WorkflowSnapshot.model_validate_json(unpack(value)).seq
+            if last >= seq:
+                ended[:] = [last]
                 done.set()
                 return
 
     def latest() -> WorkflowSnapshot | None:
-        return WorkflowSnapshot.model_validate_json(raw[0]) if raw else None
+        return WorkflowSnapshot.model_validate_json(unpack(raw[0])) if raw else None
 
     watcher = asyncio.create_task(watch())
     live = None if quiet or not out.is_terminal else Live(
@@ -169,10 +194,37 @@ async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asy
         watcher.cancel()
     if not done.is_set():
         return None
-    head = ops.peek(raw[0])
-    mine = stack.monitor.final_of(wf, run_id, head[2]) if stack.monitor is not None and \
-        head is not None else None
+    mine = stack.monitor.final_of(wf, run_id, ended[0]) if stack.monitor is not None \
+        else None
     return mine or latest()  # the in-process monitor's is what was stored: no decode
+
+
+_HEAD = re.compile(rb'^\{"name":"[^"]*","run":"([^"]*)","state":"([A-Z]+)"')
+
+
+def _front(value: bytes) -> tuple[str, str, int | None] | None:
+    """(run, state, None) from the first bytes of a stored snapshot, or None when it is not
+    laid out as the monitor writes it. A big snapshot is stored zlib-packed (100,000 jobs:
+    ~5 MB, ~45 MB unpacked): only its start is unpacked, not the whole at every update."""
+    try:
+        front = zlib.decompressobj().decompress(value, 4096) if value[:1] == b"x" \
+            else value[:4096]
+    except zlib.error:
+        return None
+    m = _HEAD.match(front)
+    return None if m is None else (m.group(1).decode(), m.group(2).decode(), None)
+
+
+async def _watch_stored(js: Any, wf: str) -> AsyncIterator[bytes]:
+    """``ops.watch_raw`` without unpacking: the snapshots as stored."""
+    kv = await js.key_value(subjects.KV_WORKFLOWS)
+    watcher = await kv.watch(check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
+    try:
+        async for entry in watcher:
+            if entry is not None and entry.value:
+                yield bytes(entry.value)
+    finally:
+        await bus.stop_watch(js, watcher)
 
 
 async def _write_results(stack: Stack, name: str, wf: Workflow | None,

@@ -129,3 +129,41 @@ def test_a_big_runs_job_statuses_share_one_fields_set_and_fold_as_before() -> No
         assert js.state is JobState.SUCCEEDED and js.outputs == {"k": name}
         assert js.host == "h" and js.started == 2.0 and js.ended == 3.0
     assert WorkflowSnapshot.model_validate_json(bus.encode(snap)) == snap
+
+
+def test_a_submission_of_this_process_is_built_around_its_own_spec() -> None:
+    """``jobmesh run``'s own scheduler and monitor take the spec it submitted
+    (follow.submitting) instead of decoding a second copy; anything else is decoded."""
+    from jobmesh.common import follow
+    from jobmesh.common.packing import pack
+
+    wf = parse_workflow(_sweep(SHARE_FIELDS_SET_FROM), "s.yaml", "/tmp",
+                        allow_large=True).workflow
+    for cache, parallel, when in ((True, 2, 1733320000.125), (False, 16, 5e-07)):
+        msg = WorkflowSubmitted(workflow="sweep", run=f"r{parallel}", spec=wf,
+                                parallel=parallel, time=when, cache=cache)
+        data = pack(bus.encode(msg))
+        follow.submitting(wf, msg.run)
+        item = decode_shared(100 + parallel, data)
+        assert item.spec is wf and item == msg
+        assert decode_shared(100 + parallel, data) is item  # the other follower
+        follow.submitted("sweep", msg.run)
+    other = WorkflowSubmitted(workflow="sweep", run="r9", spec=wf, time=1.0)
+    follow.submitting(wf, "r8")  # another run: decoded
+    item = decode_shared(200, pack(bus.encode(other)))
+    assert item.spec is not wf and item == other
+    follow.submitted("sweep", "r8")
+    assert not follow._local
+
+
+def test_jobmesh_run_reads_a_stored_snapshots_head_without_unpacking_it_all() -> None:
+    from jobmesh.cli.run_core import _front
+    from jobmesh.common.states import WorkflowState
+
+    for n in (1, 5000):  # plain, and packed
+        snap = WorkflowSnapshot(name="w", run="r1", state=WorkflowState.RUNNING, seq=9,
+                                jobs={f"j{i}": JobStatus() for i in range(n)})
+        stored = pack(bus.encode(snap))
+        assert (stored[:1] == b"x") == (n > 1)
+        assert _front(stored) == ("r1", "RUNNING", None)
+    assert _front(b'{"run":"r1"}') is None and _front(b"x\x00garbage") is None
