@@ -67,6 +67,7 @@ class MonitorService:
         self.nc: Any = nc
         self.caught_up = False  # the replay reached the log's end: graphs may be drawn
         self.spec_revs: dict[str, int] = {}  # wf -> revision of the spec stored for it
+        self.snap_revs: dict[str, int] = {}  # wf -> revision of the snapshot stored for it
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self._nc or await bus.connect(self.settings, "jobmesh-monitor")
@@ -84,7 +85,10 @@ class MonitorService:
         # Seeded from the checkpoint a clean stop left (every run ended): the log is
         # followed from there, not replayed from the start (resume.py).
         last = await resume.load(js, self.runs.kv, self.kv, self.specs, self.fold,
-                                 self.spec_revs)
+                                 self.spec_revs, self.snap_revs)
+        if last:
+            log.info("resumed from the checkpoint at sequence %d (%d workflows seeded)",
+                     last, len(self.fold.snaps))
         for name in self.fold.snaps:
             seeded = self.fold.snaps.head(name)  # (its jobs stay undecoded)
             self.kept[name] = seeded.run
@@ -143,7 +147,8 @@ class MonitorService:
             if self.dirty and follower.caught_up:
                 await self._flush()
             if self._resumable(follower.caught_up):
-                await resume.save(self.runs.kv, self.fold, last, self.spec_revs)
+                await resume.save(self.runs.kv, self.fold, last, self.spec_revs,
+                                  self.snap_revs)
             if self._nc is None:
                 await bus.close(nc)
 
@@ -266,8 +271,9 @@ class MonitorService:
         trim = self.trim.get(wf) == snap.run
         while True:
             data = pack(bus.encode(limits.trimmed(snap)) if trim else self.encoder.encode(snap))
+            self.snap_revs.pop(wf, None)  # (known again once stored)
             try:
-                await self.kv.put(wf, data)
+                self.snap_revs[wf] = int(await self.kv.put(wf, data))
                 return
             except Exception as exc:
                 if not limits.too_large(exc):
@@ -322,6 +328,7 @@ class MonitorService:
         self.later.pop(wf, None)
         self.refusals.forget(wf)
         self.spec_revs.pop(wf, None)
+        self.snap_revs.pop(wf, None)
         for op in (self.kv.delete(wf), self.specs.delete(wf), self.obj.delete(wf)):
             try:
                 await op

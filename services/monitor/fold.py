@@ -24,6 +24,7 @@ from jobmesh.common.messages import (
     WorkflowSnapshot,
     WorkflowSubmitted,
 )
+from jobmesh.common.packing import unpack
 from jobmesh.common.spec import SHARE_FIELDS_SET_FROM, JobSpec, Workflow, will_retry
 from jobmesh.common.states import JobState, WorkflowState
 
@@ -40,9 +41,9 @@ class _Given(set[str]):
 
 
 class Specs(dict[str, Workflow]):
-    """wf -> spec. A spec seeded from the store (``resume.py``) stays its stored JSON
-    until it is read: a 10,000-job spec takes ~0.3 s to decode, and an ended run's is
-    rarely needed again. (``values``/``items`` are not used on it.)"""
+    """wf -> spec. A spec seeded from the store (``resume.py``) stays as stored (JSON,
+    packed when big) until it is read: a 10,000-job spec takes ~0.3 s to decode, and an
+    ended run's is rarely needed again. (``values``/``items`` are not used on it.)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,7 +58,7 @@ class Specs(dict[str, Workflow]):
         data = self.raw.pop(wf, None)
         if data is not None:
             self.repeat.pop(wf, None)
-            super().__setitem__(wf, Workflow.model_validate_json(data))
+            super().__setitem__(wf, Workflow.model_validate_json(unpack(data)))
         return super().__getitem__(wf)
 
     def get(self, wf: str, default: Any = None) -> Any:
@@ -104,10 +105,11 @@ def head_of(data: bytes) -> Head | None:
 
 
 class Snaps(dict[str, WorkflowSnapshot]):
-    """wf -> snapshot. A snapshot seeded from the store (``resume.py``) stays its stored
-    JSON until it is read: a 20,000-job snapshot takes ~0.15 s to decode at every start,
-    and an ended run's is rarely needed again. ``head`` reads what the shell needs of
-    every one without decoding it; ``values``/``items`` decode them all."""
+    """wf -> snapshot. A snapshot seeded from the store (``resume.py``) stays as stored
+    (JSON, packed when big) until it is read: a 20,000-job snapshot takes ~0.15 s to
+    decode at every start, and an ended run's is rarely needed again. ``head`` reads
+    what the shell needs of every one without decoding it; ``values``/``items`` decode
+    them all."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +128,7 @@ class Snaps(dict[str, WorkflowSnapshot]):
     def __getitem__(self, wf: str) -> WorkflowSnapshot:
         raw = self.raw.pop(wf, None)
         if raw is not None:
-            super().__setitem__(wf, WorkflowSnapshot.model_validate_json(raw[0]))
+            super().__setitem__(wf, WorkflowSnapshot.model_validate_json(unpack(raw[0])))
         return super().__getitem__(wf)
 
     def get(self, wf: str, default: Any = None) -> Any:

@@ -24,12 +24,14 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from jobmesh.common import bus, subjects
 from jobmesh.common.packing import pack, unpack
+from jobmesh.common.states import WorkflowState
 
 from .fold import Fold, Head, head_of
 
 log = logging.getLogger("jobmesh.monitor")
 CHECKPOINT_KEY = "=monitor"  # '=' is in no workflow name (names.py)
-VERSION = 2
+VERSION = 3
+VERSIONS = (2, 3)  # what load reads
 
 
 def wanted(fold: Fold) -> bool:
@@ -39,19 +41,28 @@ def wanted(fold: Fold) -> bool:
         fold.specs.has_repeat(wf) for wf in fold.snaps)
 
 
-def encode(fold: Fold, seq: int, spec_revs: dict[str, int]) -> bytes | None:
+def encode(fold: Fold, seq: int, spec_revs: dict[str, int],
+           snap_revs: dict[str, int] | None = None) -> bytes | None:
     """Per workflow: its snapshot's run and sequence, the revision of its stored spec (the
-    one this fold holds; None: not known, no checkpoint), its open and spoil counts."""
+    one this fold holds; None: not known, no checkpoint), its open and spoil counts, and
+    the revision of the snapshot it stored with that head's state and end (so the next
+    start checks the stored snapshot by its revision instead of unpacking it: 45 MB of
+    JSON for a 100,000-job sweep)."""
     if any(wf not in spec_revs for wf in fold.snaps):
         return None
-    heads = {wf: fold.snaps.head(wf) for wf in fold.snaps}
-    runs = {wf: [head.run, head.seq, spec_revs[wf], fold.open[wf], fold.spoil[wf]]
-            for wf, head in heads.items()}
+    snap_revs = snap_revs or {}
+    runs: dict[str, list[Any]] = {}
+    for wf in fold.snaps:
+        head = fold.snaps.head(wf)
+        runs[wf] = [head.run, head.seq, spec_revs[wf], fold.open[wf], fold.spoil[wf]]
+        if wf in snap_revs:
+            runs[wf] += [snap_revs[wf], head.state.value, head.ended]
     return pack(json.dumps({"v": VERSION, "seq": seq, "workflows": runs}).encode())
 
 
-async def save(runs_kv: Any, fold: Fold, seq: int, spec_revs: dict[str, int]) -> None:
-    data = encode(fold, seq, spec_revs)
+async def save(runs_kv: Any, fold: Fold, seq: int, spec_revs: dict[str, int],
+               snap_revs: dict[str, int] | None = None) -> None:
+    data = encode(fold, seq, spec_revs, snap_revs)
     if data is None:
         return
     try:
@@ -70,10 +81,11 @@ async def forget(runs_kv: Any) -> None:
 
 
 async def load(js: Any, runs_kv: Any, kv: Any, specs: Any, fold: Fold,
-               spec_revs: dict[str, int]) -> int:
-    """Seed ``fold`` from the checkpoint and the stored snapshots (and ``spec_revs``);
-    return the sequence to follow the log after, or 0 (replay the whole log; ``fold``
-    untouched)."""
+               spec_revs: dict[str, int], snap_revs: dict[str, int] | None = None) -> int:
+    """Seed ``fold`` from the checkpoint and the stored snapshots (and ``spec_revs``,
+    ``snap_revs``); return the sequence to follow the log after, or 0 (replay the whole
+    log; ``fold`` untouched). Seeded snapshots and specs stay as stored (packed) until
+    read."""
     try:
         entry = await runs_kv.get(CHECKPOINT_KEY)
         point = json.loads(unpack(entry.value or b"{}"))
@@ -82,7 +94,7 @@ async def load(js: Any, runs_kv: Any, kv: Any, specs: Any, fold: Fold,
     except Exception as exc:
         log.warning("monitor checkpoint unreadable (%s): replaying the log", exc)
         return 0
-    if not isinstance(point, dict) or point.get("v") != VERSION:
+    if not isinstance(point, dict) or point.get("v") not in VERSIONS:
         return 0
     await forget(runs_kv)
     want: dict[str, list[Any]] = point.get("workflows") or {}
@@ -93,27 +105,41 @@ async def load(js: Any, runs_kv: Any, kv: Any, specs: Any, fold: Fold,
             continue
         if extra.value:
             return 0
-    seeds: list[tuple[str, bytes, Head, bytes, tuple[int, int], int]] = []
+    seeds: list[tuple[str, bytes, Head, bytes, tuple[int, int], int, int]] = []
     names = list(want)
     try:  # every get in flight at once: one round trip, not two per workflow
         got = await asyncio.gather(*(kv.get(wf) for wf in names),
                                    *(specs.get(wf) for wf in names))
     except (KeyNotFoundError, NotFoundError):
         return 0
-    for i, wf in enumerate(names):
-        run, seq, spec_rev, open_, spoil = want[wf]
-        snap_e, spec_e = got[i], got[len(names) + i]
-        # the spec as this fold had it: the very revision it wrote (or was seeded from)
-        if not snap_e.value or not spec_e.value or spec_e.revision != spec_rev:
-            return 0
-        snap = unpack(snap_e.value)  # (decoded when first read: Snaps)
-        head = head_of(snap)
-        if head is None or (head.run, head.seq) != (run, seq) or not head.state.terminal:
-            return 0
-        seeds.append((wf, snap, head, unpack(spec_e.value), (open_, spoil), spec_rev))
-    for wf, snap, head, spec, counts, rev in seeds:
+    try:
+        for i, wf in enumerate(names):
+            run, seq, spec_rev, open_, spoil = want[wf][:5]
+            snap_e, spec_e = got[i], got[len(names) + i]
+            # the spec as this fold had it: the very revision it wrote (or was seeded from)
+            if not snap_e.value or not spec_e.value or spec_e.revision != spec_rev:
+                return 0
+            head: Head | None
+            if len(want[wf]) == 8:  # the snapshot's revision and head: no unpacking
+                snap_rev, state, ended = want[wf][5:]
+                head = Head(run, seq, WorkflowState(state), ended)
+                if snap_e.revision != snap_rev:
+                    return 0
+            else:  # (version 2)
+                head = head_of(unpack(snap_e.value))
+            if head is None or (head.run, head.seq) != (run, seq) or not head.state.terminal:
+                return 0
+            # (both decoded when first read: Snaps, Specs)
+            seeds.append((wf, snap_e.value, head, spec_e.value, (open_, spoil), spec_rev,
+                          snap_e.revision))
+    except (ValueError, TypeError) as exc:
+        log.warning("monitor checkpoint malformed (%s): replaying the log", exc)
+        return 0
+    for wf, snap, head, spec, counts, rev, srev in seeds:
         # (a checkpoint has no repeat job)
         fold.seed(wf, snap, head, spec, counts, repeat=False)
         spec_revs[wf] = rev
+        if snap_revs is not None:
+            snap_revs[wf] = srev
     return int(point["seq"])
 

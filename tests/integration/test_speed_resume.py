@@ -4,6 +4,7 @@ is the same: old workflows' states, a retry of an old failed run, a delete, a ne
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobmesh.common import ops, subjects
+from jobmesh.common.packing import unpack
 from jobmesh.monitor import history, resume
 from tests.helpers import wait_until, write_workflow
 
@@ -27,6 +29,13 @@ def _checkpoint(bus: Any) -> bytes | None:
     return bus.call(read)  # type: ignore[no-any-return]
 
 
+def _revision(bus: Any, wf: str) -> int:
+    async def read(js: Any) -> int:
+        kv = await js.key_value(subjects.KV_WORKFLOWS)
+        return int((await kv.get(wf)).revision)
+    return bus.call(read)  # type: ignore[no-any-return]
+
+
 def _graph_kept(bus: Any, wf: str, run: str) -> bool:
     """The run's final graph is in the store (a checkpoint waits for it)."""
     async def read(js: Any) -> bool:
@@ -40,7 +49,8 @@ def _graph_kept(bus: Any, wf: str, run: str) -> bool:
 
 
 def test_a_restarted_monitor_resumes_from_its_checkpoint(
-        tmp_path: Path, services: Any, bus: Any) -> None:
+        tmp_path: Path, services: Any, bus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBMESH_LOG_LEVEL", "info")  # (the monitor says how it started)
     flag = tmp_path / "ok"
     good = write_workflow(tmp_path / "wf", "good", {"a": {"exec": "echo a"},
                                                     "b": {"exec": "echo b"}}, ["a,b"])
@@ -56,10 +66,20 @@ def test_a_restarted_monitor_resumes_from_its_checkpoint(
     wait_until(lambda: _graph_kept(bus, "good", good_run) and _graph_kept(bus, "flaky", first),
                30, "the runs' final graphs to be stored")
     services.kill("monitor", signal.SIGTERM)  # a clean stop, every run ended
-    assert _checkpoint(bus), "no checkpoint after a clean stop"
+    data = _checkpoint(bus)
+    assert data, "no checkpoint after a clean stop"
+    point = json.loads(unpack(data))
+    assert point["v"] == resume.VERSION
+    # Each stored snapshot is named by its revision and head: the next start checks it
+    # without unpacking it.
+    for wf in ("good", "flaky"):
+        run, _seq, _spec, _open, _spoil, rev, state, _ended = point["workflows"][wf]
+        assert rev == _revision(bus, wf) and state in ("SUCCEEDED", "FAILED")
 
     services.start("monitor")
     wait_until(lambda: _checkpoint(bus) is None, 30, "the new monitor to take it")
+    wait_until(lambda: "resumed from the checkpoint" in (tmp_path / "monitor.log").read_text(),
+               30, "the new monitor to say it resumed (not replayed)")
     assert bus.snapshot("good").state.value == "SUCCEEDED"
     # a retry of the failed run folds on top of the seeded snapshot
     flag.write_text("")
