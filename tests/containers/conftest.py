@@ -126,7 +126,9 @@ class Stack:
         self.env = {**os.environ, "DOCKER_HOST": docker_host, "COMPOSE_PROJECT_NAME": self.project,
                     "JOBMESH_PORT": f"127.0.0.1:{self.port}", "NATS_PORT": str(free_port()),
                     "NATS_BIND": "127.0.0.1", "JOBMESH_TOKEN": self.token,
-                    "JOBMESH_NATS_TOKEN": secrets.token_urlsafe(18)}
+                    # a token NATS would misread as a config value, were it not quoted
+                    # (deploy/nats-entrypoint.sh); token_urlsafe gave such ones at times
+                    "JOBMESH_NATS_TOKEN": f"-12k{secrets.token_urlsafe(18)}"}
         for var in ("JOBMESH_HOME", "JOBMESH_NATS_URL", "JOBMESH_REPLICAS"):
             self.env.pop(var, None)
         self.env.update(env or {})

@@ -65,6 +65,67 @@ def test_nats_configs_are_valid(conf: str) -> None:
                          text=True, timeout=30, env={**os.environ, "JOBMESH_NATS_TOKEN": "t",
                                                      "NATS_SERVER_NAME": "nats-1"})
     assert res.returncode == 0, res.stderr + res.stdout
+    # nats-entrypoint.sh adds the authorization block, with the token quoted
+    assert not [line for line in (DEPLOY / conf).read_text().splitlines()
+                if line.lstrip().startswith("authorization")]
+
+
+def entrypoint(folder: Path, token: str | None) -> subprocess.Popen[str]:
+    """deploy/nats-entrypoint.sh (as the compose NATS containers run it) with the real
+    nats-server on PATH, on a config of deploy/nats.conf's shape on a free loopback port."""
+    from jobmesh.cli.natsserver import find_binary
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "jobmesh.conf").write_text(f"listen: 127.0.0.1:-1\nmax_payload: 8MB\n"
+                                          f"jetstream {{\n  store_dir: {folder / 'js'}\n}}\n")
+    env = {"PATH": f"{Path(find_binary()).parent}:{os.environ['PATH']}",
+           "NATS_CONF": str(folder / "jobmesh.conf"), "NATS_RUN_CONF": str(folder / "run.conf")}
+    if token is not None:
+        env["JOBMESH_NATS_TOKEN"] = token
+    return subprocess.Popen(["sh", str(DEPLOY / "nats-entrypoint.sh"), "--ports_file_dir",
+                             str(folder)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+# Tokens NATS would parse as something else if the config said `token: $VAR`: a size, a
+# boolean, a negative number, a date. Each made the compose NATS server exit at start.
+@pytest.mark.parametrize("token", ["12k", "true", "-x12Ab_", "2024-01-02", "3-4a"])
+def test_nats_entrypoint_takes_any_url_safe_token(tmp_path: Path, token: str) -> None:
+    proc = entrypoint(tmp_path, token)
+    try:
+        ports = tmp_path / f"nats-server_{proc.pid}.ports"
+        wait_until(lambda: ports.exists() and ports.stat().st_size or proc.poll() is not None,
+                   15, "nats-server to start")
+        assert proc.poll() is None, proc.communicate()[1]
+        url = json.loads(ports.read_text())["nats"][0]
+        assert oct((tmp_path / "run.conf").stat().st_mode & 0o777) == "0o600"
+
+        async def attempt(tok: str) -> str:
+            import nats
+
+            try:
+                nc = await nats.connect(url, token=tok, allow_reconnect=False,
+                                        connect_timeout=5)
+            except Exception as exc:  # noqa: BLE001 - the refusal is what we look at
+                return str(exc)
+            await nc.close()
+            return "ok"
+
+        assert run_async(attempt(token)) == "ok"
+        assert "Authorization Violation" in run_async(attempt(token + "x"))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
+@pytest.mark.parametrize("token", [None, "", 'a"b', "a b", "x$y", "back\\slash"])
+def test_nats_entrypoint_refuses_a_token_it_cannot_quote(tmp_path: Path,
+                                                         token: str | None) -> None:
+    proc = entrypoint(tmp_path, token)
+    out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 2
+    assert "JOBMESH_NATS_TOKEN" in err and "openssl rand -hex 24" in err, err
+    assert not (tmp_path / "run.conf").exists()
 
 
 def test_compose_runs_what_the_issue_asks() -> None:
@@ -76,7 +137,9 @@ def test_compose_runs_what_the_issue_asks() -> None:
     nats = svc["nats"]
     assert "healthcheck" in nats and any(str(v).endswith(":/data") or "/data" in str(v)
                                          for v in nats["volumes"])
-    assert "-js" in nats["command"] or "jobmesh.conf" in " ".join(nats["command"])
+    assert nats["command"] == ["sh", "/etc/nats/entrypoint.sh"]
+    assert {str(v).rsplit(":", 2)[0].rsplit("/", 1)[-1] for v in nats["volumes"]} >= {
+        "nats-entrypoint.sh", "nats.conf"}
     assert "jetstream" in (DEPLOY / "nats.conf").read_text()
     for name in ("scheduler", "monitor", "gateway"):
         assert svc[name]["depends_on"]["nats"]["condition"] == "service_healthy", name
