@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Stack
-from tests.conftest import wait_until
+from tests.conftest import Bus, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -56,3 +56,37 @@ def test_run_button_after_a_changed_upload_shows_cached_jobs(page: Any, stack: S
         `#graph g[data-job="${j}"]`).classList.contains('cached'))""", timeout=10_000)
     assert "cached" not in (page.locator('#graph g[data-job="C"]').get_attribute("class")
                             or "")
+
+
+def test_a_new_run_in_the_same_second_is_shown_even_when_its_id_sorts_first(
+        page: Any, stack: Stack) -> None:
+    """Run ids sort by their second only (20261204T120000-3fa2). A run started in the same
+    second as the one shown, whose random part sorts lower, was ignored by an open page:
+    its events and snapshots looked older, and the page kept the finished run."""
+    from jobmesh.common import ops
+    from jobmesh.common.loader import parse_workflow
+
+    text = "workflow:\n  nodes:\n    A: {exec: 'sleep 1; echo done'}\n"
+    stack.upload("same-second", text)
+    wf = parse_workflow(text, "same-second.yaml", base_dir=stack.home, name="same-second").workflow
+    bus = Bus.of_home(stack.home)
+
+    def submit(run: str) -> None:
+        bus.call(lambda js: ops.submit(js, wf, 1, run=run, cache=False))
+
+    def state() -> tuple[str, str]:
+        st = stack.api.get("/api/workflows/same-second").json()["status"] or {}
+        return st.get("run", ""), st.get("state", "")
+
+    first, second = "20261204T120000-ffff", "20261204T120000-0000"  # second sorts first
+    submit(first)
+    wait_until(lambda: state() == (first, "SUCCEEDED"), 60, "the first run")
+    page.goto(stack.url + "/#/wf/same-second")
+    expect(page.locator("#wf-meta")).to_contain_text(first)
+    expect(page.locator("#wf-state")).to_have_text("succeeded")
+    submit(second)
+    expect(page.locator("#wf-meta")).to_contain_text(second, timeout=20_000)
+    expect(page.locator("#wf-state")).to_have_text("succeeded", timeout=30_000)
+    expect(page.locator('#jobs-rows tr[data-job="A"] [data-col=state]')).to_have_text(
+        "succeeded")
+    assert state() == (second, "SUCCEEDED")

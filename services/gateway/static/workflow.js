@@ -91,6 +91,13 @@ export class WorkflowPage {
     if (!this.timers[key]) this.timers[key] = setTimeout(() => { this.timers[key] = 0; if (!this.dead) fn(); }, ms);
   }
   refreshSoon(ms = 150) { this.later('refresh', ms, () => this.refresh()); }
+  // An event or snapshot of a run other than the one shown: reload, unless that run is
+  // older. Run ids sort by their second only (20261123T143012-3fa2), so two runs started
+  // within one second are told apart by the runs this page has seen replaced.
+  otherRun(run) {
+    const stamp = (r) => r.replace(/-[0-9a-f]{4}$/, '');
+    if (!this.run || !(this.past?.has(run) || stamp(run) < stamp(this.run))) this.refreshSoon();
+  }
 
   load({ spec, status, queued }, raced) {  // raced: a snapshot came by SSE while this answer was on its way
     this.loadedAt = performance.now();
@@ -100,6 +107,7 @@ export class WorkflowPage {
       this.state = status?.state ?? 'NEW';
       [this.created, this.started, this.ended] = [status?.created, status?.started, status?.ended].map(parseTime);
     }
+    if (this.run && status?.run && status.run !== this.run) (this.past ||= new Set()).add(this.run);
     this.run = status?.run ?? null;
     const names = Object.keys(spec?.jobs || status?.jobs || {});
     const same = names.length === this.jobs.size && names.every((n) => this.jobs.has(n));
@@ -136,7 +144,7 @@ export class WorkflowPage {
   onJob(ev, id) {
     this.qtimes.note(ev);
     if (this.pinned) return;  // a past run does not change
-    if (ev.run !== this.run) { if (!this.run || ev.run > this.run) this.refreshSoon(); return; }  // run ids sort by time
+    if (ev.run !== this.run) { this.otherRun(ev.run); return; }
     const j = this.jobs.get(ev.job);
     if (!j) { this.refreshSoon(); return; }
     this.lastId = Math.max(this.lastId || 0, id);
@@ -150,7 +158,7 @@ export class WorkflowPage {
   }
   onWorkflow(s) {  // a snapshot: usually a little behind the job events, but misses none
     if (this.pinned) { if (this.tab === 'runs') this.later('runs', 1000, () => this.loadRuns()); return; }
-    if (s.run !== this.run) { if (!this.run || s.run > this.run) this.refreshSoon(); return; }
+    if (s.run !== this.run) { this.otherRun(s.run); return; }
     const was = this.state, newer = s.seq >= (this.lastId || 0);
     this.snaps = (this.snaps || 0) + 1;
     let missed = false;
