@@ -151,7 +151,11 @@ class Stack:
 
     def up(self, *args: str) -> None:
         # --no-build: the images are built already; a missing one is an error, never a build
-        self.compose("up", "-d", "--no-build", *args, timeout=300)
+        res = self.compose("up", "-d", "--no-build", *args, timeout=300, check=False)
+        if res.returncode != 0:  # say which container failed, and what it printed
+            ps = self.compose("ps", check=False).stdout
+            raise AssertionError(f"docker-compose up failed:\n{res.stderr[-3000:]}\n{ps}\n"
+                                 f"{self.logs(tail=15)[-6000:]}")
 
     def down(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)
