@@ -12,15 +12,13 @@ import re
 import signal
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.live import Live
 
-from jobmesh.common import bus, follow, ops, subjects
+from jobmesh.common import follow, ops
 from jobmesh.common.messages import WorkflowSnapshot
-from jobmesh.common.names import check_workflow
 from jobmesh.common.packing import unpack
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
@@ -142,7 +140,7 @@ async def _follow(stack: Stack, wf: str, run_id: str, seq: int, interrupted: asy
     done = asyncio.Event()
 
     async def watch() -> None:
-        async for value in _watch_stored(stack.js, wf):
+        async for value in ops.watch_raw(stack.js, wf, unpacked=False):
             head: tuple[str, str, int | None] | None = _front(value)
             if head is None:  # not our encoding: decode it the slow way
                 snap = WorkflowSnapshot.model_validate_json(unpack(value))
@@ -213,18 +211,6 @@ def _front(value: bytes) -> tuple[str, str, int | None] | None:
         return None
     m = _HEAD.match(front)
     return None if m is None else (m.group(1).decode(), m.group(2).decode(), None)
-
-
-async def _watch_stored(js: Any, wf: str) -> AsyncIterator[bytes]:
-    """``ops.watch_raw`` without unpacking: the snapshots as stored."""
-    kv = await js.key_value(subjects.KV_WORKFLOWS)
-    watcher = await kv.watch(check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
-    try:
-        async for entry in watcher:
-            if entry is not None and entry.value:
-                yield bytes(entry.value)
-    finally:
-        await bus.stop_watch(js, watcher)
 
 
 async def _write_results(stack: Stack, name: str, wf: Workflow | None,

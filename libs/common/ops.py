@@ -154,14 +154,15 @@ def peek(raw: bytes) -> tuple[str, str, int] | None:
     return head.group(1).decode(), head.group(2).decode(), int(tail.group(1))
 
 
-async def watch_raw(js: Any, wf: str) -> AsyncIterator[bytes]:
-    """Like ``watch`` but yields the encoded snapshots; decode only the ones you use."""
+async def watch_raw(js: Any, wf: str, unpacked: bool = True) -> AsyncIterator[bytes]:
+    """Like ``watch`` but yields the encoded snapshots; decode only the ones you use.
+    ``unpacked=False``: as stored (maybe packed; ``packing.unpack`` reads them)."""
     kv = await js.key_value(subjects.KV_WORKFLOWS)
     watcher = await kv.watch(check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
     try:
         async for entry in watcher:
             if entry is not None and entry.value:
-                yield unpack(bytes(entry.value))
+                yield unpack(bytes(entry.value)) if unpacked else bytes(entry.value)
     finally:
         await bus.stop_watch(js, watcher)
 
