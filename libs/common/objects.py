@@ -8,13 +8,16 @@ in one pull request and joins them once (~30 ms), and checks the digest as nats-
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import time
 from typing import Any
 
 from .follow import EPHEMERAL_INACTIVE, drop
 
 FETCH_TIMEOUT = 10.0  # seconds for the chunks of one object to arrive
+CHECK_EVERY = 0.5  # seconds without chunks after which the object's info is looked at again
 
 
 class ObjectError(RuntimeError):
@@ -23,8 +26,9 @@ class ObjectError(RuntimeError):
 
 async def get(js: Any, bucket: str, name: str) -> bytes | None:
     """The object ``name`` of the object store ``bucket``; None if it (or the store) does
-    not exist. Raises ObjectError if it changed while read, TimeoutError if chunks stop
-    coming (purged by a new version meanwhile)."""
+    not exist. Raises ObjectError if it changed while read (a new version purges the old
+    one's chunks: found within CHECK_EVERY), TimeoutError if chunks stop coming for
+    FETCH_TIMEOUT otherwise."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
     from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 
@@ -42,9 +46,19 @@ async def get(js: Any, bucket: str, name: str) -> bytes | None:
         config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
                               inactive_threshold=EPHEMERAL_INACTIVE))
     parts: list[bytes] = []
+    deadline = time.monotonic() + FETCH_TIMEOUT
     try:
         while len(parts) < info.chunks:
-            msgs = await psub.fetch(info.chunks - len(parts), timeout=FETCH_TIMEOUT)
+            left = deadline - time.monotonic()
+            try:
+                msgs = await psub.fetch(info.chunks - len(parts),
+                                        timeout=max(0.05, min(CHECK_EVERY, left)))
+            except asyncio.TimeoutError:
+                if left <= CHECK_EVERY:
+                    raise
+                if await _replaced(store, name, info.nuid):
+                    raise ObjectError(f"object {bucket}/{name} was replaced while read") from None
+                continue
             parts.extend(m.data for m in msgs)
     finally:
         await drop(js, psub)
@@ -54,3 +68,11 @@ async def get(js: Any, bucket: str, name: str) -> bytes | None:
         raise ObjectError(f"object {bucket}/{name}: {len(data)} of {info.size} bytes read, "
                           "or its digest does not match (written while read?)")
     return data
+
+
+async def _replaced(store: Any, name: str, nuid: str) -> bool:
+    """Is the object now another version than the one being read (or gone)?"""
+    try:
+        return bool((await store.get_info(name)).nuid != nuid)
+    except Exception:  # noqa: BLE001  (not found, or the store went away)
+        return True
