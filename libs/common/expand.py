@@ -34,6 +34,7 @@ from .spec import SHARE_FIELDS_SET_FROM, JobSpec, check_spec
 MAX_JOBS = 10_000          # more needs --allow-large
 MAX_EDGES = 200_000        # more needs --allow-large
 HARD_MAX_JOBS = 500_000    # never, even with --allow-large
+HINT_GUI = "'Allow more than 10,000 jobs'"  # the GUI upload form's checkbox
 HARD_MAX_EDGES = 5_000_000
 DEFAULT_KEY = "item"
 RESERVED = {"name", "parents", "outputs", "state", "iteration", "attempt", "exit_code",
@@ -251,10 +252,11 @@ def too_large(jobs: int, edges: int, allow_large: bool) -> str | None:
         return None
     if jobs > MAX_JOBS:
         return (f"{jobs} jobs is more than {MAX_JOBS}; pass --allow-large (jobmesh run/"
-                "validate) if you mean it")
+                f"validate; allow_large in the REST API and the Python client; {HINT_GUI} "
+                "in the web GUI's upload form) if you mean it")
     if edges > MAX_EDGES:
-        return (f"{edges} dependencies is more than {MAX_EDGES}; pass --allow-large if you "
-                "mean it")
+        return (f"{edges} dependencies is more than {MAX_EDGES}; pass --allow-large (or "
+                f"allow_large, or {HINT_GUI} in the GUI) if you mean it")
     return None
 
 

@@ -261,6 +261,26 @@ def test_invalid_workflow_shows_a_readable_error(page: Any, stack: Stack, tmp_pa
     expect(page.locator("#missing-text")).to_have_text("No workflow named 'no-such-flow'")
 
 
+def test_a_large_sweep_uploads_only_when_allowed(page: Any, stack: Stack,
+                                                  tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"  # 10,100 jobs after expansion
+    sweep.write_text("name: big-sweep\nworkflow:\n  nodes:\n    cell:\n"
+                     "      exec: 'echo {i} {j}'\n      foreach: {i: '[1-101]', j: '[1-100]'}\n")
+    page.goto(stack.url + "/")
+    page.set_input_files("#upload-file", str(sweep))
+    page.click("#upload-submit")
+    error = page.locator("#upload-error")
+    expect(error).to_contain_text("10100 jobs is more than 10000")
+    expect(error).to_contain_text("Allow more than 10,000 jobs")  # names the checkbox
+    assert stack.api.get("/api/workflows/big-sweep").status_code == 404
+
+    page.check("#upload-large")
+    page.click("#upload-submit")
+    expect(page.locator("#wf-title")).to_have_text("big-sweep", timeout=30_000)
+    expect(page.locator("#wf-counts")).to_contain_text("10100 jobs")
+    assert len(stack.api.get("/api/workflows/big-sweep").json()["spec"]["jobs"]) == 10100
+
+
 def test_token_and_gateway_restart(page: Any, tmp_path: Path) -> None:
     """Behind a proxy, with a token: the page asks once, keeps the token and sends it
     (header, and ?token= for SSE). Across a gateway restart (`jobmesh down`, `jobmesh up`)

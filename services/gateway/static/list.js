@@ -48,11 +48,12 @@ export function listPage() {
   }, load) };
 }
 
-function upload(file, filename, name, replace) {
+function upload(file, filename, name, replace, large) {
   const form = new FormData();
   form.append('file', file, filename);
   if (name) form.append('name', name);
   if (replace) form.append('replace', 'true');
+  if (large) form.append('allow_large', 'true');
   return api('api/workflows', { method: 'POST', body: form });
 }
 function uploadFailed(err) {
@@ -65,7 +66,8 @@ $('#upload-form').addEventListener('submit', async (e) => {
   if (!file) return;
   $('#upload-error').hidden = true; btn.disabled = true;
   try {
-    const wf = await upload(file, file.name, $('#upload-name').value.trim(), $('#upload-replace').checked);
+    const wf = await upload(file, file.name, $('#upload-name').value.trim(), $('#upload-replace').checked,
+      $('#upload-large').checked);
     e.target.reset();
     toast(`Uploaded ${wf.name}: ${wf.jobs.length} jobs`);
     location.hash = `#/wf/${enc(wf.name)}`;
