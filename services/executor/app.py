@@ -46,6 +46,14 @@ HEARTBEAT = 5.0
 ACK_WAIT = 30.0  # seconds before an unacked JobReady is handed to another executor
 INFLIGHT, BATCH_INFLIGHT = 64, 1000  # launches in flight per executor (local/ssh, batch)
 DELETE_EVERY = 0.2  # seconds: finished jobs' registry entries are removed in batches
+# A local job that ends within QUICK seconds of its launch is never written to the registry:
+# its started event is held back meanwhile and published just before its terminal event,
+# and its JobReady is acked once both are stored. A crash in the window leaves the
+# JobReady unacked: it is redelivered (ACK_WAIT) and attaches to the run directory. A
+# started event is thus only ever stored with the registry entry or the terminal event,
+# so every job an observer saw running can be re-attached. Saves a registry write, its
+# delete marker, and their delivery to every executor of the pool, for each short job.
+QUICK = 0.2
 
 
 def make_executor(kind: str, emit: Any, settings: Settings, on_done: Any) -> Executor:
@@ -133,6 +141,11 @@ class ExecutorService:
         self.batch = batch or (BATCH_INFLIGHT if kind in BATCH_KINDS else INFLIGHT)
         self.jobs: dict[AttemptKey, JobReady] = {}
         self.started: dict[AttemptKey, asyncio.Future[int]] = {}  # in flight
+        # quick launches (QUICK): their held-back started events, and their ends awaited
+        self.quick = kind == "local"
+        self.held: dict[AttemptKey, Any] = {}
+        self.ending: dict[AttemptKey, asyncio.Future[None]] = {}
+        self.putting: dict[AttemptKey, asyncio.Future[Any]] = {}  # registry writes in flight
         self.deletes: list[str] = []  # registry keys of finished jobs, removed in batches
         self.tombstones: OrderedDict[AttemptKey, str] = OrderedDict()
         self.executor: Executor | None = None
@@ -155,6 +168,10 @@ class ExecutorService:
             ident = None
             if event.type in ("succeeded", "failed", "canceled", "started"):
                 ident = key.event_id(event.type)
+            if event.type == "started" and key in self.ending:
+                self.held[key] = event  # a quick launch's: published with what follows
+                return
+            self._publish_held(key)
             publish = bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
             if event.type == "started":
                 # Not awaited here: its ack is awaited together with the registry write,
@@ -262,27 +279,56 @@ class ExecutorService:
             await msg.ack()
             return
         self.jobs[key] = job
+        ended = None
+        if self.quick and key not in self.ending:
+            ended = self.ending[key] = asyncio.get_running_loop().create_future()
         try:
             native = await self.executor.submit(job)
+            if ended is not None and key in self.jobs:
+                await asyncio.wait({ended}, timeout=QUICK)  # ended: its events are stored
         except InvalidJobError as exc:
+            self._unhold(key, ended)
             self.jobs.pop(key, None)
             await self.emit(JobFailed(workflow=job.workflow, run=job.run, job=job.job,
                                       attempt=job.attempt, reason=str(exc), time=time.time()))
             await msg.ack()
             return
         except SubmitError as exc:
+            self._unhold(key, ended)
             self.jobs.pop(key, None)
             log.warning("%s/%s: %s; will retry", job.workflow, job.job, exc)
             await msg.nak(delay=2)
             return
+        except BaseException:
+            self._unhold(key, ended)
+            raise
+        self._unhold(key, ended)  # still running after QUICK: its started event goes now
         # The registry entry and the started event must be stored before the ack: after
         # a crash, the entry (or a redelivery) is how a new executor finds the job.
         writes: list[Awaitable[Any]] = [self.started[key]] if key in self.started else []
-        if key in self.jobs:  # not finished already (a no-op job ends inside submit)
-            writes.append(bus.kv_put(self.kv, self._kv_key(job),
-                                     _registered(msg.data, native, self.instance)))
+        if key in self.jobs:  # not finished already (a quick job, or a no-op one)
+            put = asyncio.ensure_future(bus.kv_put(self.kv, self._kv_key(job),
+                                                   _registered(msg.data, native, self.instance)))
+            self.putting[key] = put  # its delete waits for it (a retried put would revive it)
+            put.add_done_callback(lambda _f: self.putting.pop(key, None))
+            writes.append(put)
         await asyncio.gather(*writes)
         await msg.ack()
+
+    def _unhold(self, key: AttemptKey, ended: asyncio.Future[None] | None) -> None:
+        """End a quick launch's window: its held started event (if any) is published."""
+        if ended is None or self.ending.get(key) is not ended:
+            return
+        del self.ending[key]
+        self._publish_held(key)
+
+    def _publish_held(self, key: AttemptKey) -> None:
+        """Publish a quick launch's held-back started event (awaited as ``started``)."""
+        held = self.held.pop(key, None)
+        if held is not None:
+            self.started[key] = asyncio.ensure_future(bus.publish(
+                self.js, subjects.events(held.workflow, held.job), held,
+                key.event_id("started")))
 
     def _kv_key(self, job: JobReady) -> str:
         return AttemptKey.of(job).registry_key(self.pool)
@@ -291,6 +337,18 @@ class ExecutorService:
         key = AttemptKey.of(job)
         self.jobs.pop(key, None)
         self.started.pop(key, None)
+        ended = self.ending.get(key)
+        if ended is not None:  # ended in its quick window: stored, and never registered
+            if not ended.done():
+                ended.set_result(None)
+            return
+        put = self.putting.get(key)
+        if put is not None:  # the entry is still being written: delete it after
+            put.add_done_callback(lambda _f: self._delete_entry(job))
+        else:
+            self._delete_entry(job)
+
+    def _delete_entry(self, job: JobReady) -> None:
         self.deletes.append(self._kv_key(job))
         if len(self.deletes) == 1:
             asyncio.get_running_loop().call_later(

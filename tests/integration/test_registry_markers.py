@@ -24,7 +24,7 @@ def test_old_delete_markers_are_purged_and_live_entries_kept(bus: Any,
     monkeypatch.setattr(adopt, "MARKER_AGE", 0.0)  # every marker counts as old here
     finished = adopt.MARKERS_PURGE_AT + 50
 
-    async def go(js: Any) -> tuple[int, int, list[str]]:
+    async def go(js: Any) -> tuple[int, int, bytes]:
         kv = await js.key_value(subjects.KV_EXECUTIONS)
         for i in range(finished):
             await kv.put(f"local.wf.job{i}.1", b'{"x": 1}')
@@ -37,13 +37,14 @@ def test_old_delete_markers_are_purged_and_live_entries_kept(bus: Any,
         before = (await js.stream_info(stream)).state.messages
         await adopt.purge_markers(js, kv, finished, pool="local")
         after = (await js.stream_info(stream)).state.messages
-        return before, after, await kv.keys()
+        # (not kv.keys(): nats-py's watch may end its initial values early after a purge)
+        return before, after, bytes((await kv.get("local.wf.running.1")).value or b"")
 
-    before, after, keys = bus.call(go)
+    before, after, running = bus.call(go)
     assert before >= finished + 1
     assert after == 2, (f"{after} messages left in the registry, want the running job's "
                         "and the other pool's marker")
-    assert keys == ["local.wf.running.1"]
+    assert running == b'{"still": "running"}'
 
 
 def test_few_markers_are_left_alone(bus: Any) -> None:
@@ -61,36 +62,83 @@ def test_few_markers_are_left_alone(bus: Any) -> None:
     assert bus.call(go) == 5
 
 
-def test_a_clean_stop_leaves_no_markers_for_the_next_start(tmp_path: Path, home: Path) -> None:
-    """`jobmesh run` of a sweep of 1,100 jobs: its executor, the only one of its pool,
-    purges the finished jobs' delete markers when it stops, so the next command in the
-    home does not read them again. Checked on the home's own store, reopened after."""
+def registry_counts(home: Path) -> tuple[int, int, list[str]]:
+    """(messages left, messages ever written, live keys) of the home's executions
+    registry, read from its own store after the command that used it has stopped."""
     from jobmesh.cli import natsserver
     from jobmesh.common import bus as jbus
     from jobmesh.common import subjects
     from jobmesh.common.settings import Settings
+
+    token = (home / "nats.token").read_text().strip()
+    # the command's server may still be flushing the store as it stops: wait for it (it
+    # holds the home's lock until it has exited), as the next command would
+    lock = natsserver.take_lock(home)
+    server = natsserver.start(home / "nats", token)
+    try:
+        async def go() -> tuple[int, int, list[str]]:
+            from nats.js.errors import NoKeysError
+
+            nc = await jbus.connect(Settings(nats_url=server.url, nats_token=token), "test")
+            try:
+                js = nc.jetstream()
+                info = await js.stream_info(f"KV_{subjects.KV_EXECUTIONS}")
+                try:
+                    live = await (await js.key_value(subjects.KV_EXECUTIONS)).keys()
+                except NoKeysError:
+                    live = []
+                return int(info.state.messages), int(info.state.last_seq), live
+            finally:
+                await nc.close()
+
+        return run_async(go())  # type: ignore[no-any-return]
+    finally:
+        server.stop()
+        natsserver.release_lock(lock)
+
+
+def test_quick_jobs_are_not_written_to_the_registry(tmp_path: Path, home: Path) -> None:
+    """A local job that ends within the executor's QUICK window has no registry entry
+    (nor delete marker); a longer one has both. Each still reports started, then its end,
+    and ran once."""
+    import json
+
+    from jobmesh.executor import app
+
+    assert app.QUICK < 1
+    quick = 30
+    wf = tmp_path / "mixed.yaml"
+    wf.write_text(yaml.safe_dump({"name": "mixed", "workflow": {"nodes": {
+        "q": {"exec": f"echo x >> {tmp_path}/q-$JOBMESH_JOB", "foreach": {"i": f"[1-{quick}]"}},
+        "long": {"exec": "sleep 1"}}}}))
+    res = cli(home, "run", str(wf), "--quiet", timeout=120)
+    assert res.returncode == 0, res.stderr
+    _left, written, live = registry_counts(home)
+    assert not live, f"registry entries left after the run: {live[:5]}"
+    # before: 2 writes a job (62); a quick job slowed past QUICK by a busy machine adds 2
+    assert 2 <= written <= 12, f"{written} registry writes for {quick} quick jobs and a long one"
+    assert sorted(p.read_text() for p in tmp_path.glob("q-*")) == ["x\n"] * quick
+    (state,) = home.glob("runs/mixed/*/state.json")
+    jobs = json.loads(state.read_text())["jobs"]
+    assert all(j["state"] == "SUCCEEDED" and j["started"] and j["ended"] >= j["started"]
+               for j in jobs.values()), jobs
+
+
+def test_a_clean_stop_leaves_no_markers_for_the_next_start(tmp_path: Path, home: Path) -> None:
+    """`jobmesh run` of a sweep of 1,100 jobs: its executor, the only one of its pool,
+    purges the finished jobs' delete markers when it stops, so the next command in the
+    home does not read them again. Checked on the home's own store, reopened after."""
     from jobmesh.executor import adopt
 
     size = adopt.MARKERS_PURGE_AT + 100
     wf = tmp_path / "sweep.yaml"
     wf.write_text(yaml.safe_dump({"name": "sweep", "workflow": {"nodes": {
-        "train": {"exec": "true", "foreach": {"i": f"[1-{size}]"}}}}}))
-    res = cli(home, "run", str(wf), "--quiet", timeout=300)
+        # longer than the executor's QUICK window, so every job is written to the registry
+        "train": {"exec": "sleep 0.3", "foreach": {"i": f"[1-{size}]"}}}}}))
+    res = cli(home, "run", str(wf), "--quiet", "-p", "100", timeout=300)
     assert res.returncode == 0, res.stderr
-    token = (home / "nats.token").read_text().strip()
-    server = natsserver.start(home / "nats", token)
-    try:
-        async def go() -> tuple[int, int]:
-            nc = await jbus.connect(Settings(nats_url=server.url, nats_token=token), "test")
-            try:
-                info = await nc.jetstream().stream_info(f"KV_{subjects.KV_EXECUTIONS}")
-                return int(info.state.messages), int(info.state.last_seq)
-            finally:
-                await nc.close()
-
-        left, written = run_async(go())
-    finally:
-        server.stop()
+    left, written, live = registry_counts(home)
+    assert not live, f"{len(live)} registry entries left after the run: {live[:5]}"
     assert written >= 2 * size, f"only {written} registry writes for {size} jobs"
     assert left <= size // 20, (f"{left} of {size} finished jobs' delete markers are still "
                                 "in the registry after a clean stop")
