@@ -116,7 +116,8 @@ def test_quick_jobs_are_not_written_to_the_registry(tmp_path: Path, home: Path) 
     _left, written, live = registry_counts(home)
     assert not live, f"registry entries left after the run: {live[:5]}"
     # before: 2 writes a job (62); a quick job slowed past QUICK by a busy machine adds 2
-    assert 2 <= written <= 12, f"{written} registry writes for {quick} quick jobs and a long one"
+    assert 2 <= written <= quick + 2, (f"{written} registry writes for {quick} quick jobs "
+                                       "and a long one")
     assert sorted(p.read_text() for p in tmp_path.glob("q-*")) == ["x\n"] * quick
     (state,) = home.glob("runs/mixed/*/state.json")
     jobs = json.loads(state.read_text())["jobs"]
