@@ -51,8 +51,16 @@ LIVE_LINE = b": live\n\n"  # first, once the stream follows everything: nothing 
 def snap_event(snap: WorkflowSnapshot) -> dict[str, Any]:
     return {"name": snap.name, "run": snap.run, "state": snap.state.value, "seq": snap.seq,
             "counts": {k: v for k, v in snap.counts().items() if v},
-            "jobs": {n: {"state": j.state.value, "progress": j.progress, "msg": j.msg,
-                         "attempt": j.attempt} for n, j in snap.jobs.items()}}
+            "jobs": {n: _job(j) for n, j in snap.jobs.items()}}
+
+
+def _job(j: Any) -> dict[str, Any]:
+    """A job in a snapshot event; its start time once it has one (a page that missed the
+    job's started event takes it from here, e.g. for the timeline's bar)."""
+    out = {"state": j.state.value, "progress": j.progress, "msg": j.msg, "attempt": j.attempt}
+    if j.started is not None:
+        out["started"] = j.started
+    return out
 
 
 class EventStream(StreamingResponse):

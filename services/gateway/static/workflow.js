@@ -171,6 +171,7 @@ export class WorkflowPage {
       let changed = x.attempt > j.attempt && applyEvent(j, { type: 'pending', attempt: x.attempt });
       const moved = RANK[x.state] > RANK[j.state];  // the job's own event has not come yet
       if (moved) { j.state = x.state; changed = true; missed ||= RANK[x.state] >= 3; }
+      if (x.started && !j.started && x.attempt === j.attempt) { j.started = x.started * 1000; changed = true; }
       if ((newer || moved) && x.state === j.state && (x.progress !== j.progress || x.msg !== j.msg)) {
         Object.assign(j, { progress: x.progress, msg: x.msg }); changed = true;
       }
