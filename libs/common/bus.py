@@ -15,10 +15,12 @@ from . import subjects
 from .follow import (  # noqa: F401  (bus.X is the public name)
     EPHEMERAL_INACTIVE,
     FOLLOW_HEARTBEAT,
+    KvWatch,
     LogFollower,
     decode_log,
     drop,
     kv_keys,
+    kv_watch,
     stop_watch,
 )
 from .natsconn import (  # noqa: F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from .packing import unpack
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
+log = logging.getLogger("jobmesh.bus")
 
 _event_log: Any = None
 
@@ -234,6 +236,63 @@ async def stop_watch(js: JetStreamContext, watcher: Any) -> None:
         await watcher.stop()
     except Exception:
         pass
+
+
+class KvWatch:
+    """A KV watcher whose ``None`` (the current values have all come) can be trusted.
+
+    nats-py sends that ``None`` when the consumer has nothing pending *and* its reader has
+    parsed no value yet, so when the server has sent every value before it answers the
+    consumer-info request, the ``None`` comes first and the values after it: a reader
+    that stops at the ``None`` sees none of them (9 watches in 200 over 1,050 keys on a
+    quiet machine; it left a registry's delete markers unpurged in CI). Here a ``None``
+    before any value counts only if the consumer has truly sent nothing; otherwise the
+    current values end with the one that had nothing pending behind it (delta 0)."""
+
+    def __init__(self, watcher: Any) -> None:
+        self.watcher = watcher
+        self.seen = False  # a value has come
+        self.ended = False  # our None is out: later ones are nats-py's, dropped
+        self.owed = False  # the last current value is out: a None is next
+
+    @property
+    def _sub(self) -> Any:  # stop_watch deletes the consumer through it
+        return self.watcher._sub
+
+    def __aiter__(self) -> KvWatch:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.owed:
+            self.owed, self.ended = False, True
+            return None
+        while True:
+            entry = await self.watcher.__anext__()
+            if entry is None:
+                if self.ended or self.seen or not await self._sent_nothing():
+                    continue
+                self.ended = True
+                return None
+            if not self.ended and entry.delta == 0:
+                self.owed = True
+            self.seen = True
+            return entry
+
+    async def _sent_nothing(self) -> bool:
+        try:
+            info = await self.watcher._sub.consumer_info()
+        except Exception as exc:  # NATS away: take nats-py's word for it
+            log.warning("cannot check a watch's start, taking it as empty: %r", exc)
+            return True
+        return not info.num_pending and not info.delivered.consumer_seq
+
+    async def stop(self) -> None:
+        await self.watcher.stop()
+
+
+async def kv_watch(kv: Any, keys: str = ">", **kwargs: Any) -> KvWatch:
+    """``kv.watch(keys, **kwargs)``, its end of the current values made reliable."""
+    return KvWatch(await kv.watch(keys, **kwargs))
 
 
 async def kv_keys(js: JetStreamContext, bucket: str) -> list[str]:

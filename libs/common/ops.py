@@ -158,7 +158,7 @@ async def watch_raw(js: Any, wf: str, unpacked: bool = True) -> AsyncIterator[by
     """Like ``watch`` but yields the encoded snapshots; decode only the ones you use.
     ``unpacked=False``: as stored (maybe packed; ``packing.unpack`` reads them)."""
     kv = await js.key_value(subjects.KV_WORKFLOWS)
-    watcher = await kv.watch(check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
+    watcher = await bus.kv_watch(kv, check_workflow(wf), inactive_threshold=bus.EPHEMERAL_INACTIVE)
     try:
         async for entry in watcher:
             if entry is not None and entry.value:

@@ -111,8 +111,8 @@ async def purge_markers(js: Any, kv: Any, markers: int, pool: str | None = None,
         # Every message up to this sequence is seen by the watch below; later ones (a
         # peer's new entries) are above any bound computed from it, so never purged.
         last = int((await js.stream_info(stream)).state.last_seq)
-        watcher = await kv.watch(keys, headers_only=True,
-                                 inactive_threshold=bus.EPHEMERAL_INACTIVE)
+        watcher = await bus.kv_watch(kv, keys, headers_only=True,
+                                     inactive_threshold=bus.EPHEMERAL_INACTIVE)
         now, bound, old = time.time(), last + 1, []
         async for e in watcher:
             if e is None:
@@ -195,8 +195,8 @@ class Adoption:
         self.entries.clear()
         self.loaded.clear()
         sub = await self.nc.subscribe(peers_subject(self.pool), cb=self._on_beat)
-        watcher = await bus.retrying(lambda: self.kv.watch(
-            f"{self.pool}.>", inactive_threshold=bus.EPHEMERAL_INACTIVE),
+        watcher = await bus.retrying(lambda: bus.kv_watch(
+            self.kv, f"{self.pool}.>", inactive_threshold=bus.EPHEMERAL_INACTIVE),
             "watch the executions registry")
         reader = asyncio.create_task(self._read(watcher))
         try:

@@ -384,8 +384,8 @@ class ExecutorService:
         claim at once (adopt.py); a live peer's stay with it."""
         assert self.executor is not None
         try:
-            watcher = await bus.retrying(lambda: self.kv.watch(
-                f"{self.pool}.>", inactive_threshold=bus.EPHEMERAL_INACTIVE),
+            watcher = await bus.retrying(lambda: bus.kv_watch(
+                self.kv, f"{self.pool}.>", inactive_threshold=bus.EPHEMERAL_INACTIVE),
                 "read the executions registry")
         except Exception as exc:
             log.warning("cannot read the executions registry: %s", exc)

@@ -197,8 +197,8 @@ async def _workflow_stream(gw: Gateway, name: str, snap0: WorkflowSnapshot | Non
                                     config=config)
         subs.append(sub)
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
-        watcher = await kv.watch(check_workflow(name),
-                                 inactive_threshold=bus.EPHEMERAL_INACTIVE)
+        watcher = await bus.kv_watch(kv, check_workflow(name),
+                                     inactive_threshold=bus.EPHEMERAL_INACTIVE)
         watchers.append(watcher)
 
         async def watch() -> None:
@@ -315,7 +315,7 @@ async def _all_stream(gw: Gateway) -> AsyncIterator[bytes]:
     gw.listeners.add(items)  # uploads and edits: they change no snapshot
     try:
         kv = await gw.js.key_value(subjects.KV_WORKFLOWS)
-        watcher = await kv.watchall(inactive_threshold=bus.EPHEMERAL_INACTIVE)
+        watcher = await bus.kv_watch(kv, inactive_threshold=bus.EPHEMERAL_INACTIVE)
         watchers.append(watcher)
 
         async def watch() -> None:
