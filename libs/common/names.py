@@ -45,7 +45,7 @@ def check_pool(name: str) -> str:
 def check_run(run: str) -> str:
     if not isinstance(run, str) or not RUN_RE.match(run):
         raise InvalidName(f"invalid run id {run!r}: use 1-64 letters, digits, '-' or '_' "
-                          "(e.g. 20261203T230512-3fa2)")
+                          "(e.g. 20261203T230512-3fa20c1d)")
     return run
 
 

@@ -34,7 +34,7 @@ RunId = Annotated[str, PathParam(max_length=200, description=(
 def check_run(run: str) -> str:
     if not names.RUN_RE.match(run):
         raise HTTPException(422, f"invalid run id {run!r}: a run id is 1-64 letters, digits, "
-                                 "'-' or '_' (e.g. 20261203T230512-3fa2)")
+                                 "'-' or '_' (e.g. 20261203T230512-3fa20c1d)")
     return run
 
 

@@ -92,10 +92,10 @@ export class WorkflowPage {
   }
   refreshSoon(ms = 150) { this.later('refresh', ms, () => this.refresh()); }
   // An event or snapshot of a run other than the one shown: reload, unless that run is
-  // older. Run ids sort by their second only (20261123T143012-3fa2), so two runs started
+  // older. Run ids sort by their second only (20261123T143012-3fa20c1d), so two runs started
   // within one second are told apart by the runs this page has seen replaced.
   otherRun(run) {
-    const stamp = (r) => r.replace(/-[0-9a-f]{4}$/, '');
+    const stamp = (r) => r.replace(/-[0-9a-f]+$/, '');
     if (!this.run || !(this.past?.has(run) || stamp(run) < stamp(this.run))) this.refreshSoon();
   }
 
