@@ -105,15 +105,17 @@ async def read_log(js: Any, wf: str, job: str | None = None, timeout: float = 2
     in order: what the services and the gateway read."""
     from jobmesh.common import bus, subjects
 
-    subject = subjects.events(wf, job) if job else subjects.workflow_events(wf)
-    sub = await js.subscribe(subject, stream=subjects.STREAM_EVENTS, ordered_consumer=True)
+    sub = await js.subscribe(subjects.workflow_events(wf), stream=subjects.STREAM_EVENTS,
+                             ordered_consumer=True)
     out = []
     while True:
         try:
             msg = await sub.next_msg(timeout=timeout)
         except asyncio.TimeoutError:
             break
-        out.append((msg.metadata.sequence.stream, bus.decode_log(msg.data)))
+        event = bus.decode_log(msg.data)
+        if job is None or getattr(event, "job", None) == job:
+            out.append((msg.metadata.sequence.stream, event))
         if msg.metadata.num_pending == 0:
             break
     await bus.drop(js, sub)

@@ -78,7 +78,7 @@ class WorkflowDeleted(Wire):
     time: float
 
 
-# -- job events: jobmesh.events.<wf>.<job> (stream EVENTS) ---------------------------------
+# -- job events: jobmesh.events.<wf>.<run> (stream EVENTS) ---------------------------------
 
 class _JobEvent(Wire):
     workflow: str

@@ -25,8 +25,13 @@ def workflow(wf: str) -> str:
     return f"{PREFIX}.workflows.{check_workflow(wf)}"
 
 
-def events(wf: str, job: str) -> str:
-    return f"{PREFIX}.events.{check_workflow(wf)}.{token(check_job(job))}"
+def events(wf: str, run: str) -> str:
+    """A run's job events (the job is in each event). One subject per run, not per job
+    (``DESIGN.md``'s ``events.<wf>.<job>``): nats-server keeps state per subject and
+    rebuilds it when it restarts, which after a 100,000-job sweep took most of a 1-job
+    run's start (docs/architecture.md). Old homes' per-job subjects match the same
+    ``workflow_events`` filter."""
+    return f"{PREFIX}.events.{check_workflow(wf)}.{check_run(run)}"
 
 
 def workflow_events(wf: str) -> str:

@@ -172,7 +172,7 @@ class ExecutorService:
                 self.held[key] = event  # a quick launch's: published with what follows
                 return
             self._publish_held(key)
-            publish = bus.publish(js, subjects.events(event.workflow, event.job), event, ident)
+            publish = bus.publish(js, subjects.events(event.workflow, event.run), event, ident)
             if event.type == "started":
                 # Not awaited here: its ack is awaited together with the registry write,
                 # before the JobReady is acked (see _handle); both go out in one write.
@@ -327,7 +327,7 @@ class ExecutorService:
         held = self.held.pop(key, None)
         if held is not None:
             self.started[key] = asyncio.ensure_future(bus.publish(
-                self.js, subjects.events(held.workflow, held.job), held,
+                self.js, subjects.events(held.workflow, held.run), held,
                 key.event_id("started")))
 
     def _kv_key(self, job: JobReady) -> str:

@@ -62,7 +62,7 @@ def _common(ins: Any, now: float) -> dict[str, Any]:
 
 def readied(ins: ReleaseJob, now: float, key: str | None) -> Outgoing:
     """The ``ready`` event of a job sent to run (its cache key, its native deps)."""
-    return Outgoing(subjects.events(ins.workflow, ins.job), JobReadied(
+    return Outgoing(subjects.events(ins.workflow, ins.run), JobReadied(
         **_common(ins, now), pool=ins.pool, native_deps=list(ins.native_deps),
         cache_key=key), AttemptKey.of(ins).event_id("ready"))
 
@@ -84,7 +84,7 @@ def reused(ins: ReleaseJob, now: float, key: str, run: str, outputs: dict[str, A
     """A job reused from ``run``: ``ready`` (with the key and the run) before
     ``succeeded``, so the log says, even after a crash between the two, that nothing was
     sent to run."""
-    ident, subject = AttemptKey.of(ins), subjects.events(ins.workflow, ins.job)
+    ident, subject = AttemptKey.of(ins), subjects.events(ins.workflow, ins.run)
     ready = JobReadied(**_common(ins, now), pool=ins.pool, cache_key=key, cached_from=run)
     end = JobSucceeded(**_common(ins, done), exit_code=0, progress=100.0,
                        msg=f"reused from run {run}", outputs=outputs or None,
@@ -105,13 +105,13 @@ def marked(ins: MarkJob, now: float) -> Outgoing:
                            iteration=ins.iteration, **common)
     else:
         event = JobFailed(reason=ins.reason, **common)
-    return Outgoing(subjects.events(ins.workflow, ins.job), event,
+    return Outgoing(subjects.events(ins.workflow, ins.run), event,
                     AttemptKey.of(ins).event_id(event.type))
 
 
 def expanded(ins: ExpandJob, now: float) -> Outgoing:
     event = JobsExpanded(**_common(ins, now), jobs=ins.jobs, edges=ins.edges)
-    return Outgoing(subjects.events(ins.workflow, ins.job), event,
+    return Outgoing(subjects.events(ins.workflow, ins.run), event,
                     AttemptKey.of(ins).event_id("expanded"))
 
 

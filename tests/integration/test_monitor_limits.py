@@ -55,7 +55,7 @@ def _publish(bus: Bus, *msgs: Any) -> None:
     async def go(js: Any) -> None:
         for msg in msgs:
             subject = (subjects.workflow(msg.workflow) if isinstance(msg, WorkflowSubmitted)
-                       else subjects.events(msg.workflow, msg.job))
+                       else subjects.events(msg.workflow, msg.run))
             await jbus.publish(js, subject, msg)
 
     bus.call(go)
