@@ -269,9 +269,9 @@ class KvWatch:
         while True:
             entry = await self.watcher.__anext__()
             if entry is None:
-                if self.ended or self.seen or not await self._sent_nothing():
-                    continue
-                self.ended = True
+                if self.ended or (not self.seen and not await self._sent_nothing()):
+                    continue  # after ours, or early: the values are still coming
+                self.ended = True  # (after a value: nats-py skipped one it cannot type)
                 return None
             if not self.ended and entry.delta == 0:
                 self.owed = True
