@@ -266,6 +266,10 @@ class ExecutorService:
     async def _handle(self, msg: Any) -> None:
         try:
             job = JobReady.model_validate_json(msg.data)
+            # its ids name the subject of its events, its registry key and its run
+            # directory: a forged one can be neither run nor failed, only dropped
+            subjects.events(job.workflow, job.run)
+            subjects.execution_key(self.pool, job.workflow, job.job)
         except Exception as exc:
             log.error("dropping an unreadable job message: %s", exc)
             await msg.term()

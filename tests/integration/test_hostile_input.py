@@ -59,3 +59,41 @@ def test_a_bad_pool_fails_its_job_and_the_scheduler_goes_on(tmp_path: Path, home
     bus.submit(again)
     assert bus.wait("again", lambda s: s.state.terminal, 30, "a workflow after the "
                     "restart").state.value == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("field,value", [("run", "../../x"), ("workflow", "a.b>"),
+                                         ("job", "")])
+def test_a_forged_job_message_is_dropped_and_the_executor_goes_on(
+        tmp_path: Path, home: Path, bus, services, field: str, value: str) -> None:
+    """A JobReady published past the scheduler with an id that cannot name a subject or
+    a run directory is dropped once (not redelivered for ever) with a log line, and the
+    executor runs the next workflow."""
+    from jobmesh.common import subjects
+    from jobmesh.common.messages import JobReady
+    from jobmesh.common.spec import JobSpec
+
+    from ..helpers import wait_until
+
+    forged = JobReady(**{"workflow": "w", "run": "20261204T000000-00000000", "job": "a",
+                         "attempt": 1, "time": 0.0, "pool": "local",
+                         "spec": JobSpec(name="a", kind="local", exec="touch FORGED"),
+                         "base_dir": str(tmp_path), field: value})
+    services.start("scheduler")
+    services.start("monitor")
+    services.start("executor")
+    bus.call(lambda js: js.publish(subjects.jobs("local"), forged.model_dump_json().encode()))
+    log = tmp_path / "executor.log"
+    wait_until(lambda: "dropping an unreadable job message" in log.read_text(), 30,
+               "the executor to drop the forged message")
+    good = write_workflow(tmp_path / "g", "good", {"x": {"exec": "true"}}, [])
+    bus.submit(good)
+    assert bus.wait("good", lambda s: s.state.terminal, 30, "the good one").state.value \
+        == "SUCCEEDED"
+
+    async def left(js):
+        info = await js.consumer_info(subjects.STREAM_JOBS, subjects.pool_consumer("local"))
+        return info.num_ack_pending + info.num_pending
+
+    assert bus.call(left) == 0
+    assert log.read_text().count("dropping an unreadable job message") == 1
+    assert not list(tmp_path.rglob("FORGED")) and not list(home.rglob("FORGED"))
