@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import subjects
@@ -11,8 +12,16 @@ from .natsconn import BusError, retrying, transient
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
-# JetStream drops a repeated Nats-Msg-Id within this window (seconds).
-DUPLICATE_WINDOW = 600.0
+log = logging.getLogger("jobmesh.streams")
+
+# JetStream drops a repeated Nats-Msg-Id within this window (seconds). It must outlast a
+# publish's retries (bus.PUBLISH_DEADLINE, 90 s), and no more: at every start nats-server
+# rebuilds its dedupe table from every message inside the window, so a 600 s window made
+# the first command after a 100,000-job sweep read the sweep's 300,000 events again
+# (575 ms). Later repeats (a re-attach reporting a job's end again) are stored and the
+# folds drop them: a state never moves back (states.should_apply), and nothing runs
+# twice because the run directory is the claim (executor/launch.py).
+DUPLICATE_WINDOW = 120.0
 
 
 async def ensure(js: JetStreamContext, replicas: int = 1) -> None:
@@ -111,7 +120,7 @@ async def _stream(js: JetStreamContext, config: Any) -> None:
     from nats.js.errors import NotFoundError
 
     try:
-        await js.stream_info(config.name)
+        info = await js.stream_info(config.name)
     except NotFoundError:
         try:
             await js.add_stream(config)
@@ -122,6 +131,25 @@ async def _stream(js: JetStreamContext, config: Any) -> None:
                 await js.stream_info(config.name)
             except NotFoundError:
                 raise exc from None
+        return
+    await _adopt_window(js, info.config, config.duplicate_window)
+
+
+async def _adopt_window(js: JetStreamContext, have: Any, want: float | None) -> None:
+    """A stream made by an older jobmesh keeps every other setting (replicas an operator
+    raised, say) and takes this version's duplicate window."""
+    if want is None or have.duplicate_window is None \
+            or abs(have.duplicate_window - want) < 0.5:
+        return
+    from dataclasses import replace
+
+    try:
+        await js.update_stream(replace(have, duplicate_window=want))
+    except Exception as exc:  # noqa: BLE001 - the old window only costs start-up time
+        if transient(exc):
+            raise
+        log.warning("could not set stream %s's duplicate window to %.0f s: %r",
+                    have.name, want, exc)
 
 
 async def _bucket(js: JetStreamContext, bucket: str, replicas: int) -> None:
