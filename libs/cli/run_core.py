@@ -6,7 +6,6 @@ other commands (~0.1 s of a 1-job run); every other form goes through run_cmd.py
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -20,6 +19,7 @@ from rich.live import Live
 from jobmesh.common import follow, ops
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.packing import unpack
+from jobmesh.common.report import write_status_json
 from jobmesh.common.spec import Workflow
 from jobmesh.common.states import WorkflowState
 
@@ -246,6 +246,6 @@ async def _write_results(stack: Stack, name: str, wf: Workflow | None,
         except Exception as exc:  # noqa: BLE001  (the file below is written all the same)
             err.print(f"[yellow]warning:[/] the run's graph was not stored: {exc}")
     (folder / f"{name}.svg").write_bytes(svg)
-    with open(folder / "state.json", "w") as f:  # streamed: json.dumps(indent=...) holds
-        json.dump(view.status_json(snap), f, indent=2)  # ~5 KB a job while it joins
+    with open(folder / "state.json", "w") as f:  # a job at a time (~1 KB a job at once)
+        write_status_json(snap, f)
     return folder / f"{name}.svg", folder / "state.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -15,6 +16,7 @@ import yaml
 from jobmesh.common import ops
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.names import check_job, check_workflow
+from jobmesh.common.report import job_json, write_status_json
 from jobmesh.common.spec import Workflow
 
 from . import view
@@ -66,13 +68,16 @@ def status(
     snap = past_run(name, run) if run is not None else asyncio.run(_current(name))[0]
     if job is not None and job not in snap.jobs:
         raise UserError(f"workflow '{name}' has no job '{job}'", 1)
-    data = view.status_json(snap)
-    if job is not None:
-        data = {"name": snap.name, "run": snap.run, "job": job, **data["jobs"][job]}
-    if output is Output.json:
-        print(json.dumps(data, indent=2))
-    elif output is Output.yaml:
-        print(yaml.safe_dump(data, sort_keys=False), end="")
+    if output is Output.json and job is None:  # a job at a time: a big run's is ~1 KB a job
+        write_status_json(snap, sys.stdout)
+        print()
+    elif output in (Output.json, Output.yaml):
+        data = view.status_json(snap) if job is None else \
+            {"name": snap.name, "run": snap.run, "job": job, **job_json(snap, job)}
+        if output is Output.json:
+            print(json.dumps(data, indent=2))
+        else:
+            print(yaml.safe_dump(data, sort_keys=False), end="")
     elif job is not None:
         out.print(view.job_detail(snap, job))
     else:

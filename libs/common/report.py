@@ -3,8 +3,9 @@ REST API). It grows only by addition."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from .messages import WorkflowSnapshot
 
@@ -35,12 +36,27 @@ def reused(snap: WorkflowSnapshot) -> dict[str, Any]:
             "seconds": round(sum(c.get("seconds") or 0.0 for c in cached), 3)}
 
 
-def status_json(snap: WorkflowSnapshot) -> dict[str, Any]:
+def status_json(snap: WorkflowSnapshot, jobs: bool = True) -> dict[str, Any]:
     counts = {k: v for k, v in snap.counts().items() if v}
-    return {"name": snap.name, "run": snap.run, "state": snap.state.value,
+    head = {"name": snap.name, "run": snap.run, "state": snap.state.value,
             "created": iso(snap.created), "started": iso(snap.started),
-            "ended": iso(snap.ended), "counts": counts, "reused": reused(snap),
-            "jobs": {name: job_json(snap, name) for name in snap.jobs}}
+            "ended": iso(snap.ended), "counts": counts, "reused": reused(snap)}
+    if jobs:
+        head["jobs"] = {name: job_json(snap, name) for name in snap.jobs}
+    return head
+
+
+def write_status_json(snap: WorkflowSnapshot, f: TextIO) -> None:
+    """``json.dump(status_json(snap), f, indent=2)``, the same text, written a job at a
+    time: the whole dict of a 100,000-job run is ~100 MB at the end of a big sweep."""
+    head = json.dumps(status_json(snap, jobs=False), indent=2)
+    f.write(head[:-2] + ',\n  "jobs": {')  # without its closing "\n}"
+    sep = ""
+    for name in snap.jobs:
+        body = json.dumps(job_json(snap, name), indent=2).replace("\n", "\n    ")
+        f.write(f"{sep}\n    {json.dumps(name)}: {body}")
+        sep = ","
+    f.write("\n  }\n}" if snap.jobs else "}\n}")
 
 
 def csv_rows(snap: WorkflowSnapshot) -> list[list[Any]]:

@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,10 @@ log = logging.getLogger("jobmesh.scheduler.cache")
 EARLY = 1000  # successes remembered while their ready event may still come
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
-    """One succeeded attempt that can stand in for a later one with the same key."""
+    """One succeeded attempt that can stand in for a later one with the same key. Slots,
+    and a plain dict of them per job: a 100,000-job sweep keeps 100,000 (~20 MB less)."""
     key: str
     run: str
     attempt: int
@@ -64,9 +65,18 @@ class Entry:
                 "host": self.host, "seconds": round(seconds, 3) if seconds else None}
 
 
-def decode_jobs(jobs: Any) -> dict[str, OrderedDict[str, Entry]]:
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields, as the checkpoint stores them (not a deep copy: entries are not
+        changed once done)."""
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+FIELDS = tuple(f.name for f in fields(Entry))
+
+
+def decode_jobs(jobs: Any) -> dict[str, dict[str, Entry]]:
     """A workflow's cached attempts as the checkpoint stores them: {job: [entry, ...]}."""
-    return {str(job): OrderedDict((e["key"], Entry(**e)) for e in entries)
+    return {str(job): {e["key"]: Entry(**e) for e in entries}
             for job, entries in jobs.items()}
 
 
@@ -75,7 +85,7 @@ class CacheIndex:
 
     def __init__(self) -> None:
         self.flying: dict[AttemptKey, Entry] = {}
-        self.done: dict[str, dict[str, OrderedDict[str, Entry]]] = {}
+        self.done: dict[str, dict[str, dict[str, Entry]]] = {}  # oldest key first
         # Successes logged before their ready event (the two are published concurrently):
         self.early: OrderedDict[AttemptKey, JobSucceeded] = OrderedDict()
         # The checkpoint's JSON text of each workflow's ``done`` (checkpoint.py), kept
@@ -90,7 +100,7 @@ class CacheIndex:
         self.jobs_of(wf)
         self.encoded.pop(wf, None)
 
-    def jobs_of(self, wf: str) -> dict[str, OrderedDict[str, Entry]] | None:
+    def jobs_of(self, wf: str) -> dict[str, dict[str, Entry]] | None:
         """The workflow's succeeded attempts by job and key (decoded when first needed)."""
         text = self.unread.pop(wf, None)
         if text is not None:
@@ -142,11 +152,11 @@ class CacheIndex:
                 entry.ended = msg.time
                 self.touch(msg.workflow)
                 jobs = self.done.setdefault(msg.workflow, {})
-                keys = jobs.setdefault(msg.job, OrderedDict())
+                keys = jobs.setdefault(msg.job, {})
                 keys.pop(entry.key, None)
                 keys[entry.key] = entry
                 while len(keys) > KEEP:
-                    keys.popitem(last=False)
+                    del keys[next(iter(keys))]
 
     def lookup(self, wf: str, job: str, key: str) -> Entry | None:
         jobs = self.jobs_of(wf)

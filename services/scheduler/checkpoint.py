@@ -127,8 +127,8 @@ def dump(core: SchedulerCore, seq: int, purge: dict[str, list[Any]],
 
 
 def _encode(jobs: dict[str, Any]) -> str:
-    # vars(), not dataclasses.asdict (a deep copy): entries are not changed once done.
-    return json.dumps({job: [vars(e) for e in keys.values()] for job, keys in jobs.items()},
+    return json.dumps({job: [e.as_dict() for e in keys.values()]
+                       for job, keys in jobs.items()},
                       separators=(",", ":"))
 
 

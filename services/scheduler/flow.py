@@ -95,7 +95,7 @@ Instruction = Union[ReleaseJob, MarkJob, CancelRunning, ExpandJob]
 
 # -- state ------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)  # one per job: a 100,000-job sweep keeps 100,000
 class Job:
     spec: JobSpec
     parents: list[str]
