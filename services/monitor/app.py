@@ -270,7 +270,7 @@ class MonitorService:
             return
         trim = self.trim.get(wf) == snap.run
         while True:
-            data = pack(bus.encode(limits.trimmed(snap)) if trim else self.encoder.encode(snap))
+            data = pack(bus.encode(limits.trimmed(snap))) if trim else self.encoder.packed(snap)
             self.snap_revs.pop(wf, None)  # (known again once stored)
             try:
                 self.snap_revs[wf] = int(await self.kv.put(wf, data))

@@ -18,14 +18,16 @@ Run ids reach keys only through ``check_run``.
 from __future__ import annotations
 
 import json
-import zlib
+from itertools import chain
 from typing import Any
 
-from jobmesh.common import subjects
+from jobmesh.common import bus, subjects
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.names import check_workflow
-from jobmesh.common.packing import PACK_OVER, unpack
+from jobmesh.common.packing import pack, unpack
 from jobmesh.common.states import WorkflowState
+
+from .encode import BIG, compressed, pieces
 
 BUCKET = "runs"
 KEEP = 50  # runs kept per workflow unless the monitor is told otherwise
@@ -61,14 +63,13 @@ def summary(snap: WorkflowSnapshot, replaced_by: str | None = None,
 
 def record(snap: WorkflowSnapshot, queued: dict[str, float]) -> bytes:
     """The stored record of one run: its last snapshot and its jobs' queue times, as
-    ``pack`` stores it. The snapshot is encoded straight to bytes and compressed piece by
-    piece: no text copy and no joined copy of it (a 100,000-job run's is ~45 MB)."""
-    parts = (b'{"queued":', json.dumps(queued).encode(), b',"snapshot":',
-             snap.__pydantic_serializer__.to_json(snap, exclude_none=True), b"}")
-    if sum(len(p) for p in parts) <= PACK_OVER:
-        return b"".join(parts)
-    z = zlib.compressobj(1)  # as pack: level 1
-    return b"".join([*(z.compress(p) for p in parts), z.flush()])
+    ``pack`` stores it. The snapshot is encoded straight to bytes and compressed a job at
+    a time: no text copy and no joined copy of it (a 100,000-job run's is ~45 MB)."""
+    head = (b'{"queued":', json.dumps(queued).encode(), b',"snapshot":')
+    if len(snap.jobs) >= BIG:  # a job at a time: its whole JSON is never held at once
+        return compressed(chain(head, pieces(snap), (b"}",)))
+    parts = (*head, bus.encode(snap), b"}")
+    return pack(b"".join(parts))
 
 
 def read_record(data: bytes) -> tuple[WorkflowSnapshot, dict[str, float]]:

@@ -1,5 +1,6 @@
 """The monitor's incremental snapshot encoder gives exactly the bytes of a whole encode,
-through a big run's life: submission, job events, a foreach expansion, a new run, the end."""
+through a big run's life: submission, job events, a foreach expansion, a new run, the end;
+and its compressed-as-encoded value unpacks to the same bytes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from jobmesh.common.messages import (
     WorkflowCancelRequested,
     WorkflowSubmitted,
 )
+from jobmesh.common.packing import unpack
 from jobmesh.common.spec import JobSpec
 from jobmesh.monitor.encode import BIG, Encoder
 from jobmesh.monitor.fold import Fold
@@ -45,6 +47,10 @@ class Run:
         snap = self.fold.snaps["w"]
         data = self.enc.encode(snap)
         assert data == bus.encode(snap)
+        packed = self.enc.packed(snap)  # what the monitor stores: compressed as encoded
+        assert unpack(packed) == data
+        if len(snap.jobs) >= BIG:
+            assert packed[:1] == b"x"
         return data
 
 
@@ -107,3 +113,13 @@ def test_an_ended_or_small_run_is_encoded_whole() -> None:
     assert r.fold.snaps["w"].state.terminal
     r.check()
     assert "w" not in r.enc.cache
+
+
+@pytest.mark.parametrize("n", [0, 1, 4999, 5000, 12001])
+def test_edges_encoded_in_pieces_are_the_whole_encode(n: int) -> None:
+    from pydantic_core import to_json
+
+    from jobmesh.monitor.encode import _edges_json
+
+    edges = [(f"a{i}", f'b"{i}é') for i in range(n)]
+    assert b"".join(_edges_json(edges)) == to_json(edges)
