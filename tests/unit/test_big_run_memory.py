@@ -57,6 +57,22 @@ def test_a_big_sweeps_jobs_share_one_fields_set_and_encode_as_before() -> None:
     assert len({id(j.__pydantic_fields_set__) for j in small.jobs.values()}) == 10
 
 
+def test_a_big_sweeps_jobs_share_their_empty_lists_and_dicts_only() -> None:
+    wf = parse_workflow(_sweep(SHARE_FIELDS_SET_FROM), "s.yaml", "/tmp",
+                        allow_large=True).workflow
+    jobs = list(wf.jobs.values())
+    for name in ("args", "after", "inputs", "outputs", "parameters"):
+        assert len({id(getattr(j, name)) for j in jobs}) == 1, name
+    assert len({id(j.env) for j in jobs}) == len(jobs)  # {X: ...}: each its own
+    assert jobs[0].env != jobs[1].env and jobs[0].args == [] and jobs[0].parameters == {}
+    fresh = {n: JobSpec.model_validate(j.model_dump()) for n, j in wf.jobs.items()}
+    assert wf.model_dump_json() == wf.model_copy(update={"jobs": fresh}).model_dump_json()
+    mixed = [JobSpec(name=f"m{i}", args=["a"] if i % 2 else []) for i in range(1000)]
+    share_fields_set(mixed)
+    assert mixed[1].args == ["a"] and mixed[1].args is not mixed[3].args
+    assert mixed[0].args == [] and mixed[0].args is mixed[2].args
+
+
 def test_share_fields_set_keeps_different_sets_apart() -> None:
     jobs = [JobSpec(name=f"a{i}", exec="x") if i % 2 else JobSpec(name=f"b{i}")
             for i in range(SHARE_FIELDS_SET_FROM)]
