@@ -142,8 +142,8 @@ def _encode(jobs: dict[str, Any]) -> Text:
     batch: list[str] = []
     size = 0
     sep = "{"
-    for job, keys in jobs.items():
-        batch.append(f"{sep}{dumps(job)}:{dumps([e.as_dict() for e in keys.values()])}")
+    for job, latest in jobs.items():
+        batch.append(f"{sep}{dumps(job)}:{dumps([e.as_dict() for e in latest.versions()])}")
         size += len(batch[-1])
         sep = ","
         if size > INLINE:

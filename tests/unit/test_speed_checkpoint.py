@@ -171,16 +171,17 @@ def test_a_big_workflow_cache_is_kept_as_stored_and_reads_the_same() -> None:
     from jobmesh.common.packing import unpack
     from jobmesh.scheduler.cache import Entry
 
-    def entries(n: int) -> dict[str, dict[str, Entry]]:
-        return {f"job-{i}": {f"{i:064x}": Entry(f"{i:064x}", "r1", 1, "local",
-                                                run_dir=f"/runs/w/r1/job-{i}/1",
-                                                host="h", started=1.5 + i, ended=2.5 + i,
-                                                outputs={"n": i} if i % 2 else {})}
+    def entries(n: int) -> dict[str, Entry]:
+        return {f"job-{i}": Entry(f"{i:064x}", "r1", 1, "local",
+                                  run_dir=f"/runs/w/r1/job-{i}/1",
+                                  host="h", started=1.5 + i, ended=2.5 + i,
+                                  outputs={"n": i} if i % 2 else {},
+                                  older=(Entry("old", "r0", 1, "local"),) if i == 2 else ())
                 for i in range(n)}
 
-    def whole(jobs: dict[str, dict[str, Entry]]) -> str:
-        return json.dumps({job: [e.as_dict() for e in keys.values()]
-                           for job, keys in jobs.items()}, separators=(",", ":"))
+    def whole(jobs: dict[str, Entry]) -> str:
+        return json.dumps({job: [e.as_dict() for e in latest.versions()]
+                           for job, latest in jobs.items()}, separators=(",", ":"))
 
     for n in (0, 1, 3):
         assert checkpoint._encode(entries(n)) == whole(entries(n))
@@ -203,3 +204,27 @@ def test_a_big_workflow_cache_is_kept_as_stored_and_reads_the_same() -> None:
     entry = fresh.cache.lookup("w", "job-7", f"{7:064x}")
     assert entry is not None and entry.outputs == {"n": 7} and entry.run_dir == \
         "/runs/w/r1/job-7/1"
+
+
+def test_a_job_keeps_its_latest_few_keys_through_a_checkpoint() -> None:
+    from jobmesh.scheduler.cache import KEEP
+
+    core = SchedulerCore()
+    keys = ["k0", "k1", "k2", "k3", "k1", "k4", "k5"]  # k1 succeeds again: newest then
+    for i, key in enumerate(keys):
+        run = f"r{i}"
+        core.cache.apply(JobReadied(workflow="w", run=run, job="a", attempt=1,
+                                    cache_key=key, time=float(i)), "local")
+        core.cache.apply(JobSucceeded(workflow="w", run=run, job="a", attempt=1,
+                                      exit_code=0, time=i + 0.5))
+    assert KEEP == 4
+    core.finished["w"] = ("r6", 1)
+    fresh = SchedulerCore()
+    checkpoint.restore(fresh, checkpoint.dump(core, 20, {}))
+    for index in (core.cache, fresh.cache):
+        present = [k for k in ("k0", "k1", "k2", "k3", "k4", "k5")
+                   if index.lookup("w", "a", k) is not None]
+        assert present == ["k1", "k3", "k4", "k5"]
+        hit = index.lookup("w", "a", "k1")
+        assert hit is not None and hit.run == "r4"  # the later success of k1
+        assert [e.key for e in index.done["w"]["a"].versions()] == ["k3", "k1", "k4", "k5"]
