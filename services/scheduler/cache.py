@@ -43,7 +43,7 @@ from jobmesh.common.packing import unpack
 from jobmesh.common.spec import JobSpec
 
 # A workflow's cache as the checkpoint holds it: JSON text, or a big one as stored
-# (bytes, ``packing.pack``ed: a 100,000-job sweep's ~34 MB of text is ~5 MB so).
+# (bytes, ``packing.pack``ed: a 100,000-job sweep's ~34 MB of text is ~2 MB so).
 Text = Union[str, bytes]
 KEEP = 4  # keys remembered per job: the latest few versions of it
 log = logging.getLogger("jobmesh.scheduler.cache")
@@ -75,7 +75,6 @@ class Entry:
         seconds = (self.ended - self.started) if self.started and self.ended else None
         return {"run": self.run, "attempt": self.attempt, "run_dir": self.run_dir,
                 "host": self.host, "seconds": round(seconds, 3) if seconds else None}
-
 
     def as_dict(self) -> dict[str, Any]:
         """Its fields, as the checkpoint stores them (not a deep copy: entries are not
