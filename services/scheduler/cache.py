@@ -100,9 +100,17 @@ def latest_of(entries: list[Entry]) -> Entry:
 
 
 def decode_jobs(jobs: Any) -> dict[str, Entry]:
-    """A workflow's cached attempts as the checkpoint stores them: {job: [entry, ...]}."""
-    return {str(job): latest_of([Entry(**e) for e in entries])
+    """A workflow's cached attempts as the checkpoint stores them: {job: [entry, ...]}.
+    TypeError for an entry with other fields than ``FIELDS`` (``older`` is not stored:
+    the list is the chain)."""
+    return {str(job): latest_of([_entry(e) for e in entries])
             for job, entries in jobs.items() if entries}
+
+
+def _entry(stored: dict[str, Any]) -> Entry:
+    if "older" in stored:
+        raise TypeError("a stored cache entry has a field 'older'")
+    return Entry(**stored)
 
 
 class CacheIndex:

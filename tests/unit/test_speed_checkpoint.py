@@ -228,3 +228,19 @@ def test_a_job_keeps_its_latest_few_keys_through_a_checkpoint() -> None:
         hit = index.lookup("w", "a", "k1")
         assert hit is not None and hit.run == "r4"  # the later success of k1
         assert [e.key for e in index.done["w"]["a"].versions()] == ["k3", "k1", "k4", "k5"]
+
+
+def test_a_stored_entry_with_a_field_it_does_not_store_is_refused(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A cache text whose entry has an unknown field, or ``older`` (the chain is the
+    list, never a field), is not read: logged, and that workflow's jobs run again."""
+    good = {"key": "k", "run": "r1", "attempt": 1, "kind": "local"}
+    for bad in ({**good, "older": [{"key": "x"}]}, {**good, "surprise": 1}):
+        core = SchedulerCore()
+        core.cache.unread["w"] = json.dumps({"a": [bad]})
+        assert core.cache.lookup("w", "a", "k") is None
+        assert core.cache.lookup("w", "a", "x") is None
+    assert "cannot read its cached attempts" in caplog.text
+    core = SchedulerCore()
+    core.cache.unread["w"] = json.dumps({"a": [good]})
+    assert core.cache.lookup("w", "a", "k") is not None
