@@ -123,3 +123,32 @@ def test_edges_encoded_in_pieces_are_the_whole_encode(n: int) -> None:
 
     edges = [(f"a{i}", f'b"{i}é') for i in range(n)]
     assert b"".join(_edges_json(edges)) == to_json(edges)
+
+
+def test_a_write_encodes_again_only_the_blocks_of_touched_jobs() -> None:
+    from jobmesh.monitor.encode import BLOCK
+
+    r = Run()
+    r.put(WorkflowSubmitted(workflow="w", run="r1", spec=big(), parallel=4, time=100.0))
+    r.check()
+    before = list(r.enc.cache["w"].blocks)
+    r.put(ev(JobStarted, f"j{3 * BLOCK + 5}", host="h"))  # block 3 (prep is first)
+    r.check()
+    after = r.enc.cache["w"].blocks
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a is not b]
+    assert changed == [3]
+    assert len(after) == len(before) == -(-(N + 2) // BLOCK)
+
+
+@pytest.mark.parametrize("sizes", [[0], [5, 0, 7], [1 << 17, 3, 70000], [0, 0], [65521, 65522]])
+def test_segments_compressed_apart_join_into_one_zlib_stream(sizes: list[int]) -> None:
+    import random
+    import zlib
+
+    from jobmesh.monitor.encode import _joined, _seg
+
+    rnd = random.Random(len(sizes))
+    datas = [bytes(rnd.choice(b"ab{}\",:0123") for _ in range(n)) for n in sizes]
+    packed = _joined([_seg((d[: len(d) // 2], d[len(d) // 2:])) for d in datas])
+    assert zlib.decompress(packed) == b"".join(datas)  # (checks the Adler-32 too)
+    assert unpack(packed) == b"".join(datas)
