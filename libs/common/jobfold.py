@@ -12,10 +12,15 @@ The rule, in order:
 4. A state event applies only when its state ranks above the job's (``should_apply``);
    a second ``pending`` of the same attempt and a repeated ``queued`` only refresh the
    reason (a batch system's pending reason changes while a job waits).
+
+A status's ``outputs`` and ``history`` may be shared with other statuses (a big run's
+empty ones, ``services/monitor/fold.py``): the rule replaces them, never changes them in
+place.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from jobmesh.common.messages import EVENT_STATE, JobProgressed, JobStatus
@@ -49,7 +54,7 @@ def apply(js: JobStatus, ev: Any, repeat: bool = False) -> JobStatus | None:
         if ev.msg is not None:
             js.msg = ev.msg
         if ev.outputs:
-            js.outputs.update(ev.outputs)
+            js.outputs = {**js.outputs, **ev.outputs}  # (never in place: may be shared)
         js.modified = ev.time
         return js
     target = EVENT_STATE.get(ev.type)
@@ -79,7 +84,7 @@ def _fields(js: JobStatus, ev: Any, target: JobState) -> None:
     elif t == "started":
         js.started = js.started or ev.time
         js.native_id = ev.native_id or js.native_id
-        js.host = ev.host or js.host
+        js.host = sys.intern(ev.host) if ev.host else js.host  # one string per host
         js.run_dir = ev.run_dir or js.run_dir
         js.reason = None
     elif target.terminal:
@@ -88,7 +93,7 @@ def _fields(js: JobStatus, ev: Any, target: JobState) -> None:
         js.reason = getattr(ev, "reason", None)
         js.benign = bool(getattr(ev, "benign", False))
         if getattr(ev, "outputs", None):
-            js.outputs.update(ev.outputs)
+            js.outputs = {**js.outputs, **ev.outputs}
         if getattr(ev, "progress", None) is not None:
             js.progress = ev.progress
         if getattr(ev, "msg", None) is not None:

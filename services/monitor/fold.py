@@ -9,6 +9,7 @@ and final jobs that spoil success), so a 5,000-job workflow costs O(1) per event
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, NamedTuple
 
 from jobmesh.common import jobfold
@@ -38,6 +39,24 @@ class _Given(set[str]):
 
     def add(self, element: str) -> None:
         pass
+
+
+def _lean(statuses: Collection[JobStatus]) -> None:
+    """The new statuses of a big run (``SHARE_FIELDS_SET_FROM`` jobs or more) share one
+    fields set (``_Given``), one empty ``outputs`` dict and one empty ``history`` list:
+    ~0.85 KB a job less. ``jobfold`` replaces a status's outputs and history, never
+    changes them in place."""
+    if len(statuses) < SHARE_FIELDS_SET_FROM:
+        return
+    given: _Given | None = None
+    outputs: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    for js in statuses:
+        if given is None:
+            given = _Given(js.__pydantic_fields_set__)
+        object.__setattr__(js, "__pydantic_fields_set__", given)
+        values = js.__dict__
+        values["outputs"], values["history"] = outputs, history
 
 
 class Specs(dict[str, Workflow]):
@@ -217,11 +236,9 @@ class Fold:
         snap = WorkflowSnapshot(name=msg.workflow, run=msg.run, state=WorkflowState.RUNNING,
                                 created=msg.time, parallel=msg.parallel, seq=seq,
                                 edges=list(spec.edges))
-        given = _Given(("kind", "host")) if len(spec.jobs) >= SHARE_FIELDS_SET_FROM else None
         for name, job in spec.jobs.items():
-            js = snap.jobs[name] = JobStatus(kind=job.kind, host=job.host)
-            if given is not None:
-                object.__setattr__(js, "__pydantic_fields_set__", given)
+            snap.jobs[name] = JobStatus(kind=job.kind, host=job.host)
+        _lean(snap.jobs.values())
         self.snaps[msg.workflow], self.specs[msg.workflow] = snap, spec
         self.deleted.discard(msg.workflow)
         self.open[msg.workflow], self.spoil[msg.workflow] = len(spec.jobs), 0
@@ -275,6 +292,7 @@ class Fold:
             for new, job2 in ev.jobs.items():
                 jobs[new], states[new] = job2, JobStatus(kind=job2.kind, host=job2.host,
                                                          modified=ev.time)
+        _lean([states[new] for new in ev.jobs])
         spec.jobs, snap.jobs = jobs, states
         spec.edges = [e for e in spec.edges if ev.job not in e] + list(ev.edges)
         snap.edges = list(spec.edges)

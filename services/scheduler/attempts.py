@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from jobmesh.common.spec import retry_delay
 from jobmesh.common.states import JobState
 
-from .flow import CANCEL_RESEND, CancelRunning, Instruction, Job, MarkJob
+from .flow import CANCEL_RESEND, NO_OUTPUTS, CancelRunning, Instruction, Job, MarkJob
 from .release import Releases
 
 
@@ -78,7 +78,7 @@ class Attempts(Releases):
         self._set(name, JobState.PENDING, force=True)
         job.attempt, job.retry_due, job.cancel_sent = attempt, False, None
         self.due.discard(name)
-        job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, {}
+        job.repeat_due, job.benign, job.exit_code, job.outputs = False, False, None, NO_OUTPUTS
         job.native, job.native_deps = None, ()
         job.readied, job.cache_key, job.cached_from = False, None, None
         if iteration is not None:

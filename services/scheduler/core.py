@@ -96,7 +96,7 @@ class WorkflowRun(Attempts):
             return
         if isinstance(ev, JobProgressed):
             if ev.outputs:
-                job.outputs.update(ev.outputs)
+                job.outputs = {**job.outputs, **ev.outputs}  # (replaced: may be shared)
             return
         if ev.attempt > job.attempt:  # a retry issued before a restart, seen in replay
             self._new_attempt(ev.job, ev.attempt, getattr(ev, "not_before", None) or 0.0,
@@ -105,7 +105,7 @@ class WorkflowRun(Attempts):
             self._native(ev.job, job, ev)
         outputs = getattr(ev, "outputs", None)
         if outputs:
-            job.outputs.update(outputs)
+            job.outputs = {**job.outputs, **outputs}
         if getattr(ev, "exit_code", None) is not None:
             job.exit_code = ev.exit_code  # type: ignore[union-attr]
         if getattr(ev, "benign", False) and job.state is JobState.PENDING:

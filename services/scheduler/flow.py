@@ -95,6 +95,9 @@ Instruction = Union[ReleaseJob, MarkJob, CancelRunning, ExpandJob]
 
 # -- state ------------------------------------------------------------------------------
 
+NO_OUTPUTS: dict[str, Any] = {}  # Job.outputs until a job has some: never changed
+
+
 @dataclass(slots=True)  # one per job: a 100,000-job sweep keeps 100,000
 class Job:
     spec: JobSpec
@@ -104,7 +107,9 @@ class Job:
     attempt: int = 1
     unmet: int = 0
     not_before: float = 0.0
-    outputs: dict[str, Any] = field(default_factory=dict)
+    # One empty dict for all jobs until they have outputs (a big sweep's jobs have
+    # none): outputs are replaced when they change, never changed in place.
+    outputs: dict[str, Any] = field(default_factory=lambda: NO_OUTPUTS)
     cancel_sent: float | None = None
     retry_due: bool = False
     counted: bool = False  # it ended for good and its children were told

@@ -123,27 +123,36 @@ def test_the_monitor_hands_over_only_the_snapshot_it_stored(tmp_path: Path) -> N
 
 
 def test_a_big_runs_job_statuses_share_one_fields_set_and_fold_as_before() -> None:
-    from jobmesh.common.messages import JobStarted, JobSucceeded
+    """...and one empty outputs dict and history list, which the rule replaces rather
+    than changes (a change in place would show in every job's outputs)."""
+    from jobmesh.common.messages import JobProgressed, JobStarted, JobSucceeded
     from jobmesh.monitor.fold import Fold
 
     wf = parse_workflow(_sweep(SHARE_FIELDS_SET_FROM), "s.yaml", "/tmp",
                         allow_large=True).workflow
     fold = Fold()
     fold.apply(1, WorkflowSubmitted(workflow="sweep", run="r", spec=wf, time=1.0))
+    snap = fold.snaps["sweep"]
+    assert len({id(j.outputs) for j in snap.jobs.values()}) == 1
+    assert len({id(j.history) for j in snap.jobs.values()}) == 1
     seq = 1
-    for name in wf.jobs:
-        for ev in (JobStarted(workflow="sweep", run="r", job=name, time=2.0, host="h",
-                              native_id="7", run_dir="/d"),
+    for i, name in enumerate(wf.jobs):
+        for ev in (JobStarted(workflow="sweep", run="r", job=name, time=2.0,
+                              host="".join(["h", "ost"]), native_id="7", run_dir="/d"),
+                   JobProgressed(workflow="sweep", run="r", job=name, time=2.5, progress=5,
+                                 outputs={"p": i} if i % 2 else {}),
                    JobSucceeded(workflow="sweep", run="r", job=name, time=3.0,
                                 outputs={"k": name})):
             seq += 1
             fold.apply(seq, ev)
-    snap = fold.snaps["sweep"]
     assert len({id(j.__pydantic_fields_set__) for j in snap.jobs.values()}) == 1
-    for name, js in snap.jobs.items():
+    assert len({id(j.host) for j in snap.jobs.values()}) == 1  # one string per host
+    for i, (name, js) in enumerate(snap.jobs.items()):
         assert js == JobStatus(**js.model_dump())
-        assert js.state is JobState.SUCCEEDED and js.outputs == {"k": name}
-        assert js.host == "h" and js.started == 2.0 and js.ended == 3.0
+        assert js.state is JobState.SUCCEEDED
+        assert js.outputs == ({"p": i, "k": name} if i % 2 else {"k": name})
+        assert js.host == "host" and js.started == 2.0 and js.ended == 3.0
+        assert js.history == []
     assert WorkflowSnapshot.model_validate_json(bus.encode(snap)) == snap
 
 
