@@ -49,7 +49,9 @@ PUBLISH_DEADLINE = 90.0
 
 
 def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_none=True).encode()
+    """The model as compact JSON bytes (``model_dump_json(exclude_none=True)``, without
+    its text copy: a 100,000-job submission's ~40 MB of JSON is made once, not thrice)."""
+    return model.__pydantic_serializer__.to_json(model, exclude_none=True)
 
 
 def log_payload(subject: str, payload: bytes) -> bytes:

@@ -85,7 +85,8 @@ def _fields(js: JobStatus, ev: Any, target: JobState) -> None:
         js.started = js.started or ev.time
         js.native_id = ev.native_id or js.native_id
         js.host = sys.intern(ev.host) if ev.host else js.host  # one string per host
-        js.run_dir = ev.run_dir or js.run_dir
+        # (interned: the scheduler's cache entry of the job holds the same string)
+        js.run_dir = sys.intern(ev.run_dir) if ev.run_dir else js.run_dir
         js.reason = None
     elif target.terminal:
         js.ended = ev.time

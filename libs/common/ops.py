@@ -7,6 +7,7 @@ import asyncio
 import re
 import secrets
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -147,13 +148,37 @@ def peek(raw: bytes) -> tuple[str, str, int] | None:
     """(run, state, seq) of an encoded snapshot without decoding it all: a 5,000-job
     snapshot takes tens of milliseconds to decode, and a watcher sees many. A stored
     (possibly compressed) value or an unpacked one."""
-    raw = unpack(raw)
-    head = _HEAD.match(raw)
-    # The top-level seq follows jobs and edges: the last "seq" key in the document.
-    tail = _SEQ.match(raw, raw.rfind(b'"seq":'))
+    front, back = _ends(raw)
+    head = _HEAD.match(front)
+    # The top-level seq follows jobs and edges: the last "seq" key in the document (a
+    # quote in a JSON string is escaped, so the bytes '"seq":' are always a key).
+    at = back.rfind(b'"seq":')
+    tail = _SEQ.match(back, at) if at >= 0 else None
     if head is None or tail is None:
         return None
     return head.group(1).decode(), head.group(2).decode(), int(tail.group(1))
+
+
+PEEK_CHUNK = 1 << 16  # compressed bytes inflated at a time by ``_ends``
+PEEK_KEEP = 1 << 12   # bytes kept of each end
+
+
+def _ends(raw: bytes) -> tuple[bytes, bytes]:
+    """The first and last ``PEEK_KEEP`` bytes of what ``unpack(raw)`` gives, without
+    holding it all: a 100,000-job snapshot is ~45 MB of JSON, ~3 MB stored."""
+    if raw[:1] != b"x":
+        return raw[:PEEK_KEEP], raw[-PEEK_KEEP:]
+    z = zlib.decompressobj()
+    front = back = b""
+    for i in range(0, len(raw), PEEK_CHUNK):
+        out = z.decompress(raw[i:i + PEEK_CHUNK])
+        if len(front) < PEEK_KEEP:
+            front += out[:PEEK_KEEP - len(front)]
+        back = (back + out)[-PEEK_KEEP:]
+    out = z.flush()
+    if not z.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return front, (back + out)[-PEEK_KEEP:]
 
 
 async def watch_raw(js: Any, wf: str, unpacked: bool = True) -> AsyncIterator[bytes]:

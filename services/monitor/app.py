@@ -242,8 +242,8 @@ class MonitorService:
         spec, snap = self.fold.specs.get(wf), self.fold.snaps.get(wf)
         if spec is None or snap is None:
             return
-        # (bytes straight from the serializer: no text copy of a big spec; ops.spec unpacks)
-        data = pack(spec.__pydantic_serializer__.to_json(spec))
+        # (a big spec streamed into zlib: its whole JSON is never held; ops.spec unpacks)
+        data = spec.packed()
         self.spec_revs.pop(wf, None)  # (known again once stored)
         try:
             self.spec_revs[wf] = await bus.kv_put(self.specs, wf, data)

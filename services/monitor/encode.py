@@ -62,7 +62,7 @@ class _Parts:
 
 
 def _part(name: str, js: JobStatus) -> bytes:
-    return to_json(name) + b":" + js.model_dump_json(exclude_none=True).encode()
+    return to_json(name) + b":" + bus.encode(js)
 
 
 class Encoder:

@@ -154,8 +154,9 @@ class CacheIndex:
                 self.encoded.pop(wf, None)
         return self.done.get(wf)
 
-    def apply(self, msg: Any, kind: str | None = None) -> None:
-        """Record one message; ``kind`` is the job's kind (for ``ready`` events)."""
+    def apply(self, msg: Any, kind: str | None = None, name: str | None = None) -> None:
+        """Record one message; ``kind`` is the job's kind (for ``ready`` events), ``name``
+        the run's own string of its name (kept as the key instead of the message's)."""
         if isinstance(msg, WorkflowDeleted):
             self.done.pop(msg.workflow, None)
             self.unread.pop(msg.workflow, None)
@@ -183,7 +184,8 @@ class CacheIndex:
                     self.early.popitem(last=False)
             return
         if isinstance(msg, JobStarted):
-            entry.run_dir = msg.run_dir or entry.run_dir
+            # (interned: the monitor's status of the job holds the same string)
+            entry.run_dir = sys.intern(msg.run_dir) if msg.run_dir else entry.run_dir
             entry.host = sys.intern(msg.host) if msg.host else entry.host
             entry.started = entry.started or msg.time
         elif isinstance(msg, JobProgressed):
@@ -198,7 +200,7 @@ class CacheIndex:
                 self.touch(msg.workflow)
                 jobs = self.done.setdefault(msg.workflow, {})
                 prev = jobs.get(msg.job)
-                jobs[msg.job] = entry if prev is None else \
+                jobs[name if name == msg.job else msg.job] = entry if prev is None else \
                     latest_of([*prev.versions(), entry])
 
     def lookup(self, wf: str, job: str, key: str) -> Entry | None:

@@ -273,7 +273,7 @@ class SchedulerCore:
             return
         run = self.runs.get(wf)
         job = run.jobs.get(getattr(msg, "job", "")) if run is not None else None
-        self.cache.apply(msg, job.spec.kind if job is not None else None)
+        self.cache.apply(msg, *((job.spec.kind, job.spec.name) if job is not None else ()))
         if isinstance(msg, WorkflowSubmitted):
             if run is not None and run.run == msg.run:
                 return

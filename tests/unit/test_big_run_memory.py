@@ -73,6 +73,17 @@ def test_a_big_sweeps_jobs_share_their_empty_lists_and_dicts_only() -> None:
     assert mixed[0].args == [] and mixed[0].args is mixed[2].args
 
 
+def test_a_big_sweeps_equal_env_values_are_one_string() -> None:
+    text = ("name: sweep\nworkflow:\n  nodes:\n    train:\n      exec: 'true {x} {y}'\n"
+            "      env: {X: 'x={x}', Y: 'y={y}'}\n"
+            f"      foreach: {{x: '[1-{SHARE_FIELDS_SET_FROM}]', y: [a, b]}}\n")
+    jobs = list(parse_workflow(text, "s.yaml", "/tmp", allow_large=True).workflow.jobs.values())
+    ys = [j.env["Y"] for j in jobs]
+    assert sorted(set(ys)) == ["y=a", "y=b"] and len({id(y) for y in ys}) == 2
+    assert len({id(j.env["X"]) for j in jobs}) == SHARE_FIELDS_SET_FROM  # one per x
+    assert jobs[0].env == {"X": "x=1", "Y": "y=a"} and jobs[1].env == {"X": "x=1", "Y": "y=b"}
+
+
 def test_share_fields_set_keeps_different_sets_apart() -> None:
     jobs = [JobSpec(name=f"a{i}", exec="x") if i % 2 else JobSpec(name=f"b{i}")
             for i in range(SHARE_FIELDS_SET_FROM)]

@@ -45,3 +45,20 @@ def test_run_records_are_packed_too() -> None:
     assert len(data) < 1_000_000
     again, queued = history.read_record(data)
     assert len(again.jobs) == 20_000 and queued == {"train-00001": 5.0}
+
+
+@pytest.mark.parametrize("n", [0, 3, 2_000, 20_000])
+def test_peek_reads_only_the_ends_and_agrees_with_a_whole_unpack(n: int) -> None:
+    """``ops.peek`` inflates a stored snapshot a piece at a time (a 100,000-job one is
+    ~45 MB of JSON) and finds what a whole unpack finds: the run, state and the last
+    (top-level) seq, also when a job is named like the key."""
+    import zlib
+
+    snap = _snap(n)
+    snap.jobs['x"seq":5'] = JobStatus(name='x"seq":5', state=JobState.PENDING)
+    snap.edges = [('x"seq":5', 'x"seq":5')]
+    raw = bus.encode(snap)
+    for stored in (raw, pack(raw, over=0)):
+        assert ops.peek(stored) == (snap.run, "RUNNING", 77)
+    with pytest.raises(zlib.error):
+        ops.peek(pack(raw, over=0)[:-9])  # a truncated value is an error, not a guess
