@@ -10,7 +10,9 @@ every reader passes what it got through ``unpack``. A zlib stream starts with th
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 
+CHUNK = 256 * 1024  # bytes of JSON compressed at a time by ``compressed``
 PACK_OVER = 256_000  # bytes; smaller values stay plain JSON (cheaper, readable with `nats kv`)
 
 
@@ -22,3 +24,21 @@ def pack(data: bytes, over: int = PACK_OVER) -> bytes:
 def unpack(data: bytes) -> bytes:
     """What ``pack`` was given."""
     return zlib.decompress(data) if data[:1] == b"x" else data
+
+
+def compressed(chunks: Iterable[bytes]) -> bytes:
+    """zlib (level 1, as ``pack``) of the chunks joined, compressed ``CHUNK`` at a time:
+    a big value made in pieces (a snapshot, a run record, a spec) is never held whole."""
+    z = zlib.compressobj(1)
+    out: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for piece in chunks:
+        batch.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            out.append(z.compress(b"".join(batch)))
+            batch, size = [], 0
+    out.append(z.compress(b"".join(batch)))
+    out.append(z.flush())
+    return b"".join(out)

@@ -7,8 +7,7 @@ Node attributes that jobmesh does not know are kept (cloudmesh-cc labels may use
 from __future__ import annotations
 
 import re
-import zlib
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -236,9 +235,9 @@ class Workflow(BaseModel):
 
     def packed(self) -> bytes:
         """``packing.pack`` of its JSON (``to_json(self)``), for the specs bucket. A big
-        workflow's jobs are serialised and compressed a few hundred at a time, so its
-        whole JSON (a 100,000-job sweep: ~60 MB) never sits in memory at once."""
-        from .packing import pack
+        workflow's jobs are serialised one by one into the compressor, so its whole JSON
+        (a 100,000-job sweep: ~60 MB) never sits in memory at once."""
+        from .packing import compressed, pack
 
         whole = self.__pydantic_serializer__.to_json
         if len(self.jobs) < STREAM_FROM:
@@ -247,18 +246,15 @@ class Workflow(BaseModel):
         head = b'{"name":' + to_json(self.name) + b',"jobs":{'
         if not shell.startswith(head + b"}"):  # not laid out as assumed: the plain way
             return pack(whole(self))
-        z = zlib.compressobj(1)
-        out, batch, sep = [z.compress(head)], [], b""
-        for name, job in self.jobs.items():
-            batch.append(to_json(name) + b":" + job.__pydantic_serializer__.to_json(job))
-            if len(batch) == 256:
-                out.append(z.compress(sep + b",".join(batch)))
-                batch, sep = [], b","
-        if batch:
-            out.append(z.compress(sep + b",".join(batch)))
-        out.append(z.compress(shell[len(head):]))
-        out.append(z.flush())
-        return b"".join(out)
+
+        def pieces() -> Iterator[bytes]:
+            yield head
+            for i, (name, job) in enumerate(self.jobs.items()):
+                yield (b"," if i else b"") + to_json(name) + b":" + \
+                    job.__pydantic_serializer__.to_json(job)
+            yield shell[len(head):]
+
+        return compressed(pieces())
 
 
 STREAM_FROM = 1000  # jobs: a smaller workflow's JSON is packed whole (Workflow.packed)

@@ -30,11 +30,10 @@ from pydantic_core import to_json
 
 from jobmesh.common import bus
 from jobmesh.common.messages import JobStatus, WorkflowSnapshot
-from jobmesh.common.packing import pack
+from jobmesh.common.packing import compressed, pack
 
 BIG = 2000  # jobs: a smaller snapshot encodes whole in a few ms
 BLOCK = 64  # jobs compressed together: what one touched job costs to encode again
-CHUNK = 256 * 1024  # bytes of JSON compressed at a time
 EDGES = 5000  # edges encoded at a time
 _HOLE = b',"jobs":{},"edges":[]'
 _FINAL = zlib.compressobj(1, zlib.DEFLATED, -15).flush()  # an empty final block
@@ -206,23 +205,6 @@ def _spliced(snap: WorkflowSnapshot, jobs: Iterable[bytes], edges: Iterable[byte
     yield b'},"edges":'
     yield from edges
     yield head[1]
-
-
-def compressed(chunks: Iterable[bytes]) -> bytes:
-    """zlib (level 1, as ``pack``) of the chunks joined, compressed ``CHUNK`` at a time."""
-    z = zlib.compressobj(1)
-    out: list[bytes] = []
-    batch: list[bytes] = []
-    size = 0
-    for piece in chunks:
-        batch.append(piece)
-        size += len(piece)
-        if size >= CHUNK:
-            out.append(z.compress(b"".join(batch)))
-            batch, size = [], 0
-    out.append(z.compress(b"".join(batch)))
-    out.append(z.flush())
-    return b"".join(out)
 
 
 def _edges_json(edges: list[tuple[str, str]]) -> Iterator[bytes]:

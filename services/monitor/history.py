@@ -24,10 +24,10 @@ from typing import Any
 from jobmesh.common import bus, subjects
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.names import check_workflow
-from jobmesh.common.packing import pack, unpack
+from jobmesh.common.packing import compressed, pack, unpack
 from jobmesh.common.states import WorkflowState
 
-from .encode import BIG, compressed, pieces
+from .encode import BIG, pieces
 
 BUCKET = "runs"
 KEEP = 50  # runs kept per workflow unless the monitor is told otherwise
