@@ -3,6 +3,9 @@
 Usage: .venv/bin/python bench/run.py [--quick] [--repeat K] [--big N] [--only W1,W2]
                                      [--settle S] [--keep] [--vs OTHER_JOBMESH]
 Every job is `true`, so all measured time is orchestration and process-spawn overhead.
+Each workload also runs through bench/bus_floor.py, the least the fixed architecture does
+(a Python process with the same libraries, one durable JetStream message each way per job):
+its ratio to the floor is what no change inside jobmesh can go below.
 """
 from __future__ import annotations
 
@@ -195,6 +198,8 @@ def run_startup(path, repeat, vs=None):
         proc = subprocess.run([cmd, "run", str(path), "--quiet"], env=jobmesh_env(home),
                               capture_output=True, text=True, timeout=120, check=False)
         wall = time.perf_counter() - t0
+        for ports in Path(home, "nats").glob("nats-server_*.ports"):
+            wait_gone(int(ports.stem.rsplit("_", 1)[1]))
         shutil.rmtree(home, ignore_errors=True)
         if proc.returncode:
             raise RuntimeError(f"{cmd} run (1 job) exited {proc.returncode}: "
@@ -210,6 +215,36 @@ def run_startup(path, repeat, vs=None):
         if vs:
             others.append(one(vs))
     return floors, walls, loads, others
+
+
+def run_bus_floor(path, workers):
+    """Whole-command wall of bench/bus_floor.py: the workflow run over JetStream by the
+    least the fixed architecture needs (the same libraries, one durable message each way
+    per job), nothing of jobmesh's own."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(BENCH / "bus_floor.py"), str(path),
+                           "--parallel", str(workers)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"bus floor exited {proc.returncode}: {proc.stderr[-2000:]}")
+    wall = time.perf_counter() - t0
+    m = re.search(r"server pid (\d+)", proc.stderr)
+    if m:
+        wait_gone(int(m.group(1)))
+    return wall
+
+
+def wait_gone(pid, timeout=10):
+    """(Untimed) wait until a command's nats-server, which it asked to stop and did not
+    wait for, has exited (or is a zombie), so the next measurement has the cores."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.02)
 
 
 def run_jobmesh(path, name, workers, timeout, keep, memory=False, jobmesh=None):
@@ -234,6 +269,8 @@ def run_jobmesh(path, name, workers, timeout, keep, memory=False, jobmesh=None):
     if proc.returncode:
         raise RuntimeError(f"jobmesh exited {proc.returncode} on {name} (JOBMESH_HOME {home})"
                            f"\n--- stderr:\n{err[-3000:]}\n--- stdout (tail):\n{out[-1500:]}")
+    for ports in Path(home, "nats").glob("nats-server_*.ports"):
+        wait_gone(int(ports.stem.rsplit("_", 1)[1]))
     m = re.search(r"^state: (.+)$", err + out, re.MULTILINE)
     if m and Path(m.group(1)).exists():
         st = json.loads(Path(m.group(1)).read_text())
@@ -272,7 +309,8 @@ COLS = {"workload": "workload", "jobs": "jobs", "floor_s": "floor s", "wall_s": 
         "workflow_s": "jobmesh workflow s", "submit_to_end_s": "submit→end s",
         "floor_ms_job": "floor ms/job", "wall_ms_job": "jm wall ms/job",
         "workflow_ms_job": "jm workflow ms/job", "ratio_workflow": "ratio workflow",
-        "ratio_wall": "ratio wall", "load": "load 1 min"}
+        "ratio_wall": "ratio wall", "bus_s": "bus floor s", "ratio_bus": "bus floor ratio",
+        "wall_over_bus": "jm wall / bus floor", "load": "load 1 min"}
 
 
 def fmt(key, v):
@@ -282,21 +320,30 @@ def fmt(key, v):
         return "-"
     if key == "vs_pair":
         return f"{v:.2f}x"
-    if key.startswith(("ratio", "vs_ratio")):
+    if key.startswith(("ratio", "vs_ratio", "wall_over")):
         return f"{v:.1f}x"
     if key == "load":
         return f"{min(v):.1f}-{max(v):.1f}" if min(v) != max(v) else f"{v[0]:.1f}"
     return f"{v:.1f}" if key.endswith("ms_job") else f"{v:.2f}"
 
 
-def summarize(label, parents, floor, jm, vs=()):
+def bus_cols(bus, floor, wall):
+    """The bus floor's columns: its median wall, its ratio to the floor, jobmesh's to it."""
+    if not bus:
+        return {}
+    b = statistics.median(bus)
+    return {"bus_s": b, "ratio_bus": b / floor, "wall_over_bus": wall / b, "bus_runs": bus}
+
+
+def summarize(label, parents, floor, jm, vs=(), bus=()):
     k, f = len(parents), statistics.median(floor)
     w, wf, se = (statistics.median(r[key] for r in jm)
                  for key in ("wall", "workflow", "submit_to_end"))
     row = {"workload": label, "jobs": k, "floor_s": f, "wall_s": w, "workflow_s": wf,
            "submit_to_end_s": se, "floor_ms_job": 1000 * f / k, "wall_ms_job": 1000 * w / k,
            "workflow_ms_job": 1000 * wf / k, "ratio_workflow": wf / f, "ratio_wall": w / f,
-           "load": [r["load_avg_1min"] for r in jm], "floor_runs": floor, "jobmesh_runs": jm}
+           "load": [r["load_avg_1min"] for r in jm], "floor_runs": floor, "jobmesh_runs": jm,
+           **bus_cols(bus, f, w)}
     if vs:
         row.update(vs_pairs([r["wall"] for r in jm], [r["wall"] for r in vs], f))
         row["vs_runs"] = list(vs)
@@ -378,7 +425,7 @@ def main():
         if only and label.split()[0] not in only:
             continue
         name = label.split()[0].lower()
-        path, floor, jm, vs = write_yaml(name, parents, tmp), [], [], []
+        path, floor, jm, vs, bus = write_yaml(name, parents, tmp), [], [], [], []
         timeout = 120 + 2 * len(parents)
         try:
             for i in range(repeat):
@@ -386,12 +433,14 @@ def main():
                 floor.append(run_floor(parents, n))
                 jm.append(retry_once(run_jobmesh, path, name, n, timeout, args.keep))
                 jm[-1]["idle_before"] = idle
+                bus.append(run_bus_floor(path, n))
                 other = ""
                 if args.vs:
                     vs.append(retry_once(run_jobmesh, path, name, n, timeout, args.keep,
                                          jobmesh=args.vs))
                     other = f", --vs wall {vs[-1]['wall']:.2f}s"
-                console.print(f"  {label} #{i + 1}: floor {floor[-1]:.2f}s, jobmesh wall "
+                console.print(f"  {label} #{i + 1}: floor {floor[-1]:.2f}s, bus floor "
+                              f"{bus[-1]:.2f}s, jobmesh wall "
                               f"{jm[-1]['wall']:.2f}s, workflow {jm[-1]['workflow']:.2f}s, "
                               f"ratio {jm[-1]['workflow'] / floor[-1]:.1f}x{other}, "
                               f"load {jm[-1]['load_avg_1min']:.2f}")
@@ -399,7 +448,7 @@ def main():
             console.print(f"[red]{label} FAILED:[/] {e}")
             errors[label] = str(e)
             continue
-        rows.append(summarize(label, parents, floor, jm, vs))
+        rows.append(summarize(label, parents, floor, jm, vs, bus))
 
     if not only or "1JOB" in only:
         path = write_yaml("one", {"a": []}, tmp)
@@ -407,15 +456,17 @@ def main():
             if args.settle:
                 settle(args.settle)
             floors, walls, loads, others = run_startup(path, max(5, repeat), args.vs)
+            bus = [run_bus_floor(path, n) for _ in range(max(5, repeat))]
             f, w = statistics.median(floors), statistics.median(walls)
             rows.append({"workload": "1 job (start-up)", "jobs": 1, "floor_s": f, "wall_s": w,
                          "workflow_s": float("nan"), "submit_to_end_s": float("nan"),
                          "floor_ms_job": 1000 * f, "wall_ms_job": 1000 * w,
                          "workflow_ms_job": float("nan"), "ratio_workflow": float("nan"),
                          "ratio_wall": w / f, "load": loads, "floor_runs": floors,
-                         "jobmesh_runs": walls,
+                         "jobmesh_runs": walls, **bus_cols(bus, f, w),
                          **(vs_pairs(walls, others, f) if others else {})})
-            console.print(f"  1 job: floor {f:.3f}s, jobmesh {w:.3f}s ({w / f:.1f}x), "
+            console.print(f"  1 job: floor {f:.3f}s, bus floor {statistics.median(bus):.3f}s, "
+                          f"jobmesh {w:.3f}s ({w / f:.1f}x), "
                           f"load {min(loads):.2f}-{max(loads):.2f}")
         except FAILURES as e:
             console.print(f"[red]1-job start-up FAILED:[/] {e}")
