@@ -11,12 +11,11 @@ import re
 import signal
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.live import Live
 
-from jobmesh.common import follow, ops
+from jobmesh.common import follow, ops, signals
 from jobmesh.common.messages import WorkflowSnapshot
 from jobmesh.common.packing import unpack
 from jobmesh.common.report import write_status_json
@@ -40,24 +39,19 @@ def run_plain(file: Path, parallel: int = 0, name: str | None = None, restart: b
     return asyncio.run(_run(loaded, parallel, restart, quiet))
 
 
-def _on_signals(callback: Callable[[], object]) -> None:
-    """Call ``callback`` (in the loop) on Ctrl-C or SIGTERM. Windows' event loops have no
-    ``add_signal_handler``: there a plain signal handler hands the call to the loop."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, callback)
-        except NotImplementedError:
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
-
-
 async def _run(loaded: list[Workflow], parallel: int, restart: bool, quiet: bool) -> int:
     """The run of ``loaded[0]`` (taken out of the list: once it is submitted only the
     services keep a spec, see ``kept`` below)."""
     wf: Workflow | None = loaded.pop()
     assert wf is not None
     interrupted = asyncio.Event()
-    _on_signals(interrupted.set)
+    stopped_by: list[int] = []  # the signal that stopped the run
+
+    def stop(sig: int) -> None:
+        stopped_by.append(sig)
+        interrupted.set()
+
+    signals.on_stop(stop)
     async with Stack(_home(), live_graphs=False) as stack:
         snap, old = await asyncio.gather(ops.snapshot(stack.js, wf.name),
                                           ops.spec(stack.js, wf.name))
@@ -101,7 +95,9 @@ async def _run(loaded: list[Workflow], parallel: int, restart: bool, quiet: bool
         if final is None:
             err.print(f"\n[yellow]interrupted[/]: jobs keep running. Run the same command "
                       f"again to re-attach, or 'jobmesh status {name}'.")
-            return 130
+            # 129 after a lost terminal (SIGHUP), as a shell reports it; 130 otherwise
+            hup = getattr(signal, "SIGHUP", None)
+            return 129 if hup is not None and hup in stopped_by[:1] else 130
         out.print(view.final_table(final))
         _reused(final, before)
         if dynamic and kept is not None:  # it grew while it ran: draw what ran

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobmesh import __version__
-from jobmesh.common import procs
+from jobmesh.common import procs, signals
 
 from .stack import Stack, service_info
 
@@ -134,12 +134,7 @@ async def serve(home: Path, host: str, port: int, token: str | None) -> None:
         raise SystemExit(f"jobmesh serve: {exc}; choose another with --port") from None
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except NotImplementedError:  # Windows: a plain handler, handed to the loop
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    signals.on_stop(lambda _sig: stop.set())
     async with Stack(home, use_running=False) as stack:
         app = create_app(stack.settings, token, nc=stack.nc, bind=host)
         # /healthz answers 503 when one has died (naming the error's type; the log has more)

@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import credentials
+from . import credentials, signals
 from .bus import BusError
 from .settings import Settings, default_home
 
@@ -118,7 +117,8 @@ def _embedded_token(values: dict[str, Any]) -> None:
 
 
 def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)`` until SIGINT/SIGTERM sets ``stop``; print errors, no traceback."""
+    """Run ``main(stop)`` until SIGINT, SIGTERM or SIGHUP (a lost terminal) sets ``stop``;
+    print errors, no traceback."""
 
     level = getattr(logging, os.environ.get("JOBMESH_LOG_LEVEL", "").upper(), None)
     logging.basicConfig(level=level if isinstance(level, int) else logging.WARNING,
@@ -127,12 +127,9 @@ def run_service(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
     async def runner() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # Windows' loop has none:
-                pass  # Ctrl-C arrives as KeyboardInterrupt, handled below
+        # (Windows' loop has no signal handlers: Ctrl-C arrives as KeyboardInterrupt,
+        # handled below)
+        signals.on_stop(lambda _sig: stop.set(), plain_fallback=False)
         task = asyncio.ensure_future(main(stop))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -3,10 +3,15 @@ progress, and crash recovery of the executor and the monitor."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
+import termios
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -189,6 +194,64 @@ def test_ctrl_c_leaves_jobs_running_and_rerun_reattaches(tmp_path: Path, home: P
     assert "re-attaching" in res.stderr or "rerunning" in res.stderr
     assert (tmp_path / "counter").read_text() == "x\n"
     assert status(home, "laptop")["state"] == "SUCCEEDED"
+
+
+def _controlling_terminal() -> None:
+    """(In the child, after setsid) make stdin's pty the session's controlling terminal:
+    closing its other end then hangs the session up, as a closed terminal window does."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_lost_terminal_stops_the_run_cleanly_and_rerun_reattaches(tmp_path: Path,
+                                                                     home: Path) -> None:
+    script = ('echo x >> "$JOBMESH_WORKFLOW_DIR/counter"\n'
+              'while [ ! -e "$JOBMESH_WORKFLOW_DIR/go" ]; do sleep 0.05; done\n')
+    wf = write_workflow(tmp_path, "hangup", {"slow.sh": {}, "done": {"exec": "true"}},
+                        ["slow.sh,done"], files={"slow.sh": script})
+    env = {**os.environ, "JOBMESH_HOME": str(home), "TERM": "xterm"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([JOBMESH, "run", str(wf)], env=env, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True,
+                            preexec_fn=_controlling_terminal)  # noqa: PLW1509 - test only
+    os.close(slave)
+    shown, reading = bytearray(), threading.Event()
+    reading.set()
+
+    def read() -> None:  # the terminal: what the live view draws (a full pty would block)
+        while reading.is_set():
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    shown.extend(os.read(master, 65536))
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: (tmp_path / "counter").exists(), 30, "the job to start")
+        ports = wait_until(lambda: list((home / "nats").glob("nats-server_*.ports")), 10,
+                           "the private nats-server's ports file")
+        server = int(ports[0].stem.rsplit("_", 1)[1])
+        wait_until(lambda: b"slow.sh" in shown, 10, "the live view to show the job")
+    finally:
+        reading.clear()
+        reader.join(5)
+        os.close(master)  # the window closes: the kernel hangs the session up (SIGHUP)
+    try:
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 129, f"jobmesh run ended with {code} after its terminal went away"
+    wait_until(lambda: not pid_alive(server), 15, "the command's nats-server to stop")
+    pid = int(next(home.glob("runs/hangup/*/slow.sh/1/pid")).read_text())
+    assert pid_alive(pid), "losing the terminal killed the job"
+    (tmp_path / "go").touch()
+    res = cli(home, "run", str(wf))
+    assert res.returncode == 0, res.stderr
+    assert "re-attaching" in res.stderr
+    assert (tmp_path / "counter").read_text() == "x\n"
+    assert status(home, "hangup")["state"] == "SUCCEEDED"
 
 
 def test_rerun_of_succeeded_workflow_runs_nothing_and_restart_runs_again(tmp_path: Path,
