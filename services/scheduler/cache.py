@@ -43,11 +43,12 @@ from jobmesh.common.messages import (
 from jobmesh.common.packing import unpack
 from jobmesh.common.spec import JobSpec
 
+from .flow import NO_OUTPUTS  # shared by entries without outputs: never changed
+
 # A workflow's cache as the checkpoint holds it: JSON text, or a big one as stored
 # (bytes, ``packing.pack``ed: a 100,000-job sweep's ~34 MB of text is ~2 MB so).
 Text = Union[str, bytes]
 KEEP = 4  # keys remembered per job: the latest few versions of it
-_NO_OUTPUTS: dict[str, Any] = {}  # shared by entries without outputs: never changed
 log = logging.getLogger("jobmesh.scheduler.cache")
 EARLY = 1000  # successes remembered while their ready event may still come
 
@@ -171,7 +172,7 @@ class CacheIndex:
                 # (one string per run, kind and host, and one empty outputs dict:
                 # ~0.2 KB a job less in a big sweep; outputs are replaced, not updated)
                 self.flying[ident] = Entry(msg.cache_key, sys.intern(msg.run), msg.attempt,
-                                           sys.intern(kind or "local"), outputs=_NO_OUTPUTS)
+                                           sys.intern(kind or "local"), outputs=NO_OUTPUTS)
                 early = self.early.pop(ident, None)
                 if early is not None:
                     self.apply(early)

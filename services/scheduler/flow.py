@@ -95,7 +95,9 @@ Instruction = Union[ReleaseJob, MarkJob, CancelRunning, ExpandJob]
 
 # -- state ------------------------------------------------------------------------------
 
-NO_OUTPUTS: dict[str, Any] = {}  # Job.outputs until a job has some: never changed
+# Job.outputs, and a cache entry's, until it has some: one dict shared by every workflow,
+# never changed: every writer replaces outputs, never updates them in place
+NO_OUTPUTS: dict[str, Any] = {}
 
 
 @dataclass(slots=True)  # one per job: a 100,000-job sweep keeps 100,000

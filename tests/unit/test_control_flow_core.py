@@ -17,6 +17,7 @@ from jobmesh.common.states import JobState, WorkflowState
 from jobmesh.monitor.fold import Fold
 from jobmesh.monitor.graph import layered_svg, layout_key
 from jobmesh.scheduler.core import ExpandJob, MarkJob, ReleaseJob
+from jobmesh.scheduler.flow import NO_OUTPUTS
 
 from . import _schedsim
 from ._schedsim import released
@@ -95,6 +96,8 @@ def test_dynamic_fan_out_over_a_parent_output() -> None:
     sim.done("merge")
     assert sim.snap.state is WorkflowState.SUCCEEDED
     assert sim.core.runs["w"].finished
+    # the one empty outputs dict that jobs and cache entries share was replaced, not filled
+    assert NO_OUTPUTS == {} and sim.core.runs["w"].jobs["split"].outputs["chunks"]
 
 
 def test_dynamic_expansion_survives_a_restart_and_is_not_repeated() -> None:
