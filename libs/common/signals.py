@@ -6,7 +6,8 @@ checkpoint, no clean stop of a private nats-server, which then ran on until the 
 command in that home stopped it. Here SIGHUP stops the process like SIGTERM does, and
 the terminal's file descriptors are pointed at ``/dev/null`` first, so the messages the
 stop prints cannot fail on a terminal that is gone (a redirected output stays where it
-was). Jobs are detached from jobmesh and keep running either way.
+was). Jobs are detached from jobmesh and keep running either way. A process started
+with SIGHUP ignored (``nohup jobmesh run ...``) keeps it ignored and carries on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def on_stop(callback: Callable[[int], object], plain_fallback: bool = True) -> N
         sig = getattr(signal, name, None)
         if sig is None:
             continue
+        if name == "SIGHUP" and signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # started under nohup: told to outlive its terminal, so it does
 
         def handler(sig: int = sig) -> None:
             if sig == getattr(signal, "SIGHUP", None):

@@ -198,8 +198,10 @@ def test_ctrl_c_leaves_jobs_running_and_rerun_reattaches(tmp_path: Path, home: P
 
 def _controlling_terminal() -> None:
     """(In the child, after setsid) make stdin's pty the session's controlling terminal:
-    closing its other end then hangs the session up, as a closed terminal window does."""
+    closing its other end then hangs the session up, as a closed terminal window does.
+    SIGHUP as a terminal's shell leaves it, even if these tests run under nohup."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def test_a_lost_terminal_stops_the_run_cleanly_and_rerun_reattaches(tmp_path: Path,

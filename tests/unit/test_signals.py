@@ -16,8 +16,11 @@ import pytest
 from tests.helpers import wait_until
 
 CHILD = """
-import asyncio, os, sys
+import asyncio, os, signal, sys
 from jobmesh.common import signals
+
+if sys.argv[2:] != ["keep"]:  # as a terminal's shell starts it, whatever ran these tests
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 async def main():
     got = asyncio.Event()
@@ -76,3 +79,21 @@ def test_a_hangup_keeps_a_redirected_output(tmp_path: Path) -> None:
 def test_sigterm_stops_and_leaves_the_terminal_alone(tmp_path: Path) -> None:
     code, fd1, _ = _run(tmp_path, signal.SIGTERM, terminal=True, hang_up=False)
     assert code == 0 and fd1.startswith("/dev/pts/")
+
+
+def test_under_nohup_a_hangup_is_still_ignored(tmp_path: Path) -> None:
+    out = tmp_path / "result"
+    proc = subprocess.Popen(["nohup", sys.executable, "-c", CHILD, str(out), "keep"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_until(lambda: Path(f"{out}.ready").exists(), 20, "the child to listen")
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1)  # still running: nohup asked it to outlive its terminal
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.read_text().split(" ", 1)[0] == str(int(signal.SIGTERM))
