@@ -14,8 +14,10 @@ sharing one JetStream store. The server inherits the lock's file descriptor, so 
 lock is held until the server has exited, not only until the command has. A command
 that is done asks its server to stop (SIGTERM: JetStream flushes its store, ~0.1 s) and
 exits without waiting; the next command waits for the lock while the lock file says
-``stopping``. A server whose command died (SIGKILL) holds the lock on its own: the next
-command stops it (after checking its command line) and takes the lock.
+``stopping``. On Linux the server is tied to its command (``_tie``): a command killed
+outright (SIGKILL) takes its server with it. Elsewhere, or where the tie could not be
+made, such a server holds the lock on its own: the next command stops it (after checking
+its command line) and takes the lock.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,10 +144,38 @@ def server_env() -> dict[str, str]:
     return env
 
 
+def _tie(parent: int) -> None:
+    """(In the server's process, before it becomes nats-server; Linux) have the kernel
+    send it SIGTERM when the thread that started it ends: a command killed outright
+    (SIGKILL, the OOM killer) then leaves no server behind, which before ran on until the
+    next command in that home stopped it. nats-server takes SIGTERM as a clean stop
+    (JetStream flushed), the lock it inherited is released with it, and the jobs, which
+    never depended on it, keep running."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the command died before the line above: no server
+        os._exit(1)
+
+
+def _tie_to_us() -> Callable[[], None] | None:
+    """The ``preexec_fn`` that ties a server to this command, where that is safe: Linux,
+    and a process with one thread (a child forked from more threads must not run Python
+    before exec); otherwise None, and a server whose command dies runs on until the next
+    command in that home stops it."""
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return None
+    parent = os.getpid()
+    return lambda: _tie(parent)
+
+
 def spawn(store: Path, token: str, host: str = "127.0.0.1", port: int = -1,
-          extra: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> Starting:
+          extra: list[str] | None = None, pass_fds: tuple[int, ...] = (),
+          tied: bool = False) -> Starting:
     """Start nats-server with JetStream stored under ``store``, requiring ``token`` of
-    every client; port -1 picks a free one. Does not wait for it (``wait_ready``)."""
+    every client; port -1 picks a free one. Does not wait for it (``wait_ready``).
+    ``tied``: the server stops when the thread calling this ends (``_tie``), so call it
+    from a thread that lives as long as the command, as the main thread does."""
     from jobmesh.common.credentials import write_private
 
     store.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -158,7 +190,8 @@ def spawn(store: Path, token: str, host: str = "127.0.0.1", port: int = -1,
             "--ports_file_dir", str(store), "-l", str(log), *(extra or [])]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
-                            pass_fds=() if WINDOWS else pass_fds, env=server_env())
+                            pass_fds=() if WINDOWS else pass_fds, env=server_env(),
+                            preexec_fn=_tie_to_us() if tied else None)
     return Starting(proc, store, token, store / f"{Path(exe).name}_{proc.pid}.ports", log)
 
 
@@ -326,7 +359,7 @@ def prestart(home: Path) -> None:
         from jobmesh.common import credentials
 
         token, warning = credentials.ensure_token(home)
-        starting = spawn(home / "nats", token, pass_fds=(fd,))
+        starting = spawn(home / "nats", token, pass_fds=(fd,), tied=True)
     except Exception:  # noqa: BLE001 - the normal start reports it
         if fd is not None:
             os.close(fd)

@@ -106,7 +106,7 @@ class Stack:
                     self._lock = natsserver.take_lock(self.home)
                     token, warning = credentials.ensure_token(self.home)
                     starting = natsserver.spawn(self.home / "nats", token,
-                                                pass_fds=(self._lock,))
+                                                pass_fds=(self._lock,), tied=True)
                     natsserver.mark(self._lock, "running", starting.proc.pid)
                 if warning:
                     print(f"warning: {warning}", file=sys.stderr)

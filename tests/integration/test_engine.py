@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import JOBMESH, cli, pid_alive, status, wait_until, write_workflow
+from tests.helpers import (
+    JOBMESH,
+    cli,
+    pid_alive,
+    run_async,
+    status,
+    wait_until,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -254,6 +262,58 @@ def test_a_lost_terminal_stops_the_run_cleanly_and_rerun_reattaches(tmp_path: Pa
     assert "re-attaching" in res.stderr
     assert (tmp_path / "counter").read_text() == "x\n"
     assert status(home, "hangup")["state"] == "SUCCEEDED"
+
+
+async def _registered(url: str, home: Path) -> int:
+    """How many jobs the executions registry of the home's private server holds."""
+    import nats
+
+    from jobmesh.common import credentials, subjects
+
+    nc = await nats.connect(url, token=credentials.read_token(home))
+    try:
+        kv = await nc.jetstream().key_value(subjects.KV_EXECUTIONS)
+        try:
+            return len(await kv.keys())
+        except nats.js.errors.NoKeysError:
+            return 0
+    finally:
+        await nc.close()
+
+
+def test_a_killed_command_leaves_no_nats_server_and_rerun_reattaches(tmp_path: Path,
+                                                                    home: Path) -> None:
+    script = ('echo x >> "$JOBMESH_WORKFLOW_DIR/counter"\n'
+              'while [ ! -e "$JOBMESH_WORKFLOW_DIR/go" ]; do sleep 0.05; done\n')
+    wf = write_workflow(tmp_path, "killed", {"slow.sh": {}, "done": {"exec": "true"}},
+                        ["slow.sh,done"], files={"slow.sh": script})
+    env = {**os.environ, "JOBMESH_HOME": str(home)}
+    proc = subprocess.Popen([JOBMESH, "run", str(wf)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (tmp_path / "counter").exists(), 30, "the job to start")
+        ports = wait_until(lambda: list((home / "nats").glob("nats-server_*.ports")), 10,
+                           "the private nats-server's ports file")
+        server = int(ports[0].stem.rsplit("_", 1)[1])
+        url = json.loads(ports[0].read_text())["nats"][0]
+        # a job that outlives its launch's first 0.2 s is registered: a new command finds
+        # it there at once (killed before that, its JobReady comes back after ack_wait)
+        wait_until(lambda: run_async(_registered(url, home)), 15,
+                   "the job's executions registry entry")
+        proc.kill()  # SIGKILL: no handler, no clean-up of its own
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_until(lambda: not pid_alive(server), 15, "the killed command's nats-server to stop")
+    pid = int(next(home.glob("runs/killed/*/slow.sh/1/pid")).read_text())
+    assert pid_alive(pid), "killing the command killed the job"
+    (tmp_path / "go").touch()
+    res = cli(home, "run", str(wf))
+    assert res.returncode == 0, res.stderr
+    assert "re-attaching" in res.stderr
+    assert (tmp_path / "counter").read_text() == "x\n"
+    assert status(home, "killed")["state"] == "SUCCEEDED"
 
 
 def test_rerun_of_succeeded_workflow_runs_nothing_and_restart_runs_again(tmp_path: Path,
